@@ -1,0 +1,1 @@
+"""RAG backend for the Physical AI & Humanoid Robotics textbook."""

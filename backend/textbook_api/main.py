@@ -1,0 +1,20 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from textbook_api.api.health import router as health_router
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Physical AI & Humanoid Robotics textbook API",
+        version="0.1.0",
+        description="Answers questions over the textbook and keeps the delivery audit trail.",
+    )
+    app.include_router(health_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,94 @@
+// @ts-check
+// Docusaurus configuration for "Physical AI & Humanoid Robotics".
+// Plain JS, no external scripts, no analytics, no search service.
+
+const {themes: prismThemes} = require('prism-react-renderer');
+
+/** @type {import('@docusaurus/types').Config} */
+const config = {
+  title: 'Physical AI & Humanoid Robotics',
+  tagline: 'From kinematics to vision-language-action models: building robots that act in the physical world',
+  favicon: 'img/favicon.svg',
+
+  url: process.env.SITE_URL || 'http://localhost:3000',
+  baseUrl: '/',
+
+  organizationName: 'physical-ai',
+  projectName: 'physical-ai-humanoid-robotics',
+
+  onBrokenLinks: 'throw',
+  onBrokenAnchors: 'warn',
+  onDuplicateRoutes: 'throw',
+
+  markdown: {
+    hooks: {
+      onBrokenMarkdownLinks: 'throw',
+      onBrokenMarkdownImages: 'throw',
+    },
+  },
+
+  i18n: {
+    defaultLocale: 'en',
+    locales: ['en'],
+  },
+
+  customFields: {
+    // Empty string means "same origin": in the local stack the backend serves
+    // the built site at / and the API at /api.
+    apiBaseUrl: process.env.TEXTBOOK_API_URL || '',
+    environment: process.env.SITE_ENVIRONMENT || 'development',
+  },
+
+  presets: [
+    [
+      'classic',
+      /** @type {import('@docusaurus/preset-classic').Options} */
+      ({
+        docs: {
+          routeBasePath: 'docs',
+          sidebarPath: require.resolve('./sidebars.js'),
+        },
+        blog: false,
+        theme: {
+          customCss: require.resolve('./src/css/custom.css'),
+        },
+      }),
+    ],
+  ],
+
+  themeConfig:
+    /** @type {import('@docusaurus/preset-classic').ThemeConfig} */
+    ({
+      navbar: {
+        title: 'Physical AI & Humanoid Robotics',
+        items: [
+          {
+            type: 'docSidebar',
+            sidebarId: 'textbookSidebar',
+            position: 'left',
+            label: 'Textbook',
+          },
+        ],
+      },
+      footer: {
+        style: 'dark',
+        links: [
+          {
+            title: 'Textbook',
+            items: [
+              {label: 'Introduction', to: '/docs/introduction'},
+              {label: 'Capstone project', to: '/docs/capstone'},
+            ],
+          },
+        ],
+        copyright: `Physical AI & Humanoid Robotics. Built with Docusaurus.`,
+      },
+      prism: {
+        theme: prismThemes.github,
+        darkTheme: prismThemes.dracula,
+        additionalLanguages: ['bash', 'yaml', 'python', 'cpp', 'json'],
+      },
+    }),
+};
+
+module.exports = config;

@@ -1,0 +1,97 @@
+"""Locks that keep two runs of an operation apart; a lock not had in time raises LockHeld."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+
+from pipeline.errors import LockHeld
+
+POLL_SECONDS = 0.2
+
+
+def holder_identity(operation: str) -> str:
+    return f"textbook-pipeline {operation} pid={os.getpid()} host={socket.gethostname()}"
+
+
+def advisory_key(name: str) -> int:
+    # Below 2**31 so pg_locks shows it as classid 0, objid key.
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def _advisory_holder(connection: Connection, key: int) -> str:
+    row = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.client_addr, a.backend_start"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key"
+        ),
+        {"key": key},
+    ).first()
+    if row is None:
+        return "an unknown session"
+    return f"'{row.application_name}' (server pid {row.pid}, since {row.backend_start:%H:%M:%S})"
+
+
+@contextmanager
+def postgres_advisory_lock(connection: Connection, name: str, timeout: float) -> Iterator[None]:
+    """A session-level advisory lock, so it outlives the migration's own transactions."""
+    key = advisory_key(name)
+    deadline = time.monotonic() + timeout
+    while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+        if time.monotonic() >= deadline:
+            holder = _advisory_holder(connection, key)
+            connection.rollback()
+            raise LockHeld(f"the {name} lock is held by {holder}; waited {timeout:g}s")
+        time.sleep(POLL_SECONDS)
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        connection.commit()
+
+
+def _file_holder(path: Path) -> str:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return f"'{record['holder']}' since {record['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unknown process"
+
+
+@contextmanager
+def file_lock(path: Path, operation: str, timeout: float) -> Iterator[None]:
+    """An flock on `path` (released by the kernel if the holder dies); the file names the holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _file_holder(path)
+                    raise LockHeld(
+                        f"the lock {path} is held by {holder}; waited {timeout:g}s"
+                    ) from None
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        record = {"holder": holder_identity(operation), "since": datetime.now(UTC).isoformat()}
+        os.write(fd, json.dumps(record).encode())
+        yield
+    finally:
+        os.close(fd)
