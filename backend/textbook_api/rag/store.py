@@ -14,6 +14,7 @@ can take turns. Server mode (``url=``) has no such limit.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,8 +124,10 @@ def ensure_collection(client: QdrantClient, collection: str, model_id: str,
         metadata=metadata,
     )
     try:  # payload index for per-file lookups; local mode accepts and ignores it
-        client.create_payload_index(collection, "source",
-                                    field_schema=models.PayloadSchemaType.KEYWORD)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.create_payload_index(collection, "source",
+                                        field_schema=models.PayloadSchemaType.KEYWORD)
     except Exception:  # noqa: BLE001 - an index is an optimisation, never a requirement
         pass
     return True

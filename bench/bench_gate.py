@@ -1,0 +1,70 @@
+"""How much the nox gate costs on top of the tools it runs, and what the uv backend saves.
+
+(a) warm `nox -s lint typecheck tests-3.11(database='sqlite')`, venvs reused, divided by the same
+    flake8 / mypy / pytest commands run directly in the ready project venv (goal <= 1.2);
+(b) cold `nox -s lint typecheck` with the uv backend divided by the virtualenv backend, each in
+    a fresh --envdir (goal <= 0.33).
+
+Run: `uv run --frozen --group bench python bench/bench_gate.py` (needs `uv sync --all-groups`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+TESTS_SESSION = "tests-3.11(database='sqlite')"
+NOX_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py", "conftest.py"]
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        command, cwd=ROOT, check=True, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def nox(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nox", *args]
+
+
+def main() -> None:
+    pytest_env = {"TEST_DATABASE": "sqlite", "COVERAGE_FILE": "var/coverage/.coverage.bench"}
+    warm_args = nox("-s", "lint", "typecheck", TESTS_SESSION)
+    timed(warm_args)  # warm the reused venvs
+    gate = timed(warm_args)
+    raw = (
+        timed([str(VENV_BIN / "flake8"), *NOX_SOURCES])
+        + timed([str(VENV_BIN / "mypy")])
+        + timed([str(VENV_BIN / "pytest"), "--cov-report=xml:var/coverage/bench.xml"], pytest_env)
+    )
+    print(f"(a) warm gate {gate:.1f}s, raw tools {raw:.1f}s, ratio {gate / raw:.2f} (goal <= 1.2)")
+
+    cold: dict[str, float] = {}
+    for backend in ("uv", "virtualenv"):
+        envdir = tempfile.mkdtemp(prefix=f"nox-{backend}-")
+        try:
+            cold[backend] = timed(
+                nox("-s", "lint", "typecheck", "--force-venv-backend", backend,
+                    "--envdir", envdir, "--no-reuse-existing-virtualenvs")
+            )
+        finally:
+            shutil.rmtree(envdir, ignore_errors=True)
+    ratio = cold["uv"] / cold["virtualenv"]
+    print(
+        f"(b) cold lint+typecheck: uv {cold['uv']:.1f}s, virtualenv {cold['virtualenv']:.1f}s,"
+        f" ratio {ratio:.2f} (goal <= 0.33)"
+    )
+
+
+if __name__ == "__main__":
+    main()
