@@ -27,8 +27,12 @@ NOX_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py"
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(
-        command, cwd=ROOT, check=True, env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 
@@ -54,8 +58,16 @@ def main() -> None:
         envdir = tempfile.mkdtemp(prefix=f"nox-{backend}-")
         try:
             cold[backend] = timed(
-                nox("-s", "lint", "typecheck", "--force-venv-backend", backend,
-                    "--envdir", envdir, "--no-reuse-existing-virtualenvs")
+                nox(
+                    "-s",
+                    "lint",
+                    "typecheck",
+                    "--force-venv-backend",
+                    backend,
+                    "--envdir",
+                    envdir,
+                    "--no-reuse-existing-virtualenvs",
+                )
             )
         finally:
             shutil.rmtree(envdir, ignore_errors=True)

@@ -1,1 +1,1 @@
-"""The one implementation of every delivery operation; invoke tasks and scripts/ are doors into it."""
+"""The one implementation of every delivery operation: tasks.py and scripts/ are doors into it."""

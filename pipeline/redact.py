@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from textbook_api.config import SECRET_ENV_VARS
 
 MASK = "***"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I
+)
 
 
 def mask_url_password(text: str) -> str:

@@ -60,13 +60,16 @@ def pin_mismatches(config: dict[str, Any], locked: dict[str, str]) -> list[str]:
             for requirement in hook.get("additional_dependencies", []):
                 name, _, version = requirement.partition("==")
                 if locked.get(name.lower()) != version:
-                    problems.append(f"{hook['id']}: {requirement} (lock: {locked.get(name.lower())})")
+                    found = locked.get(name.lower())
+                    problems.append(f"{hook['id']}: {requirement} (lock: {found})")
             if hook["language"] == "system" and not hook["entry"].startswith("uv run --frozen"):
                 problems.append(f"{hook['id']}: a system hook must run from the lock")
     return problems
 
 
-def door_output(door: str, operation: str, args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
+def door_output(
+    door: str, operation: str, args: tuple[str, ...], env: dict[str, str]
+) -> tuple[int, str, str]:
     result = subprocess.run(
         door_command(door, operation, *args),
         env=door_env(env),
@@ -110,7 +113,9 @@ def test_both_doors_print_the_same_plan_and_exit_code(
 
 
 def test_a_difference_between_the_doors_is_caught(door_settings: dict[str, str]) -> None:
-    script = door_output("script", "run-migrations", ("--dry-run", "--lock-timeout", "7"), door_settings)
+    script = door_output(
+        "script", "run-migrations", ("--dry-run", "--lock-timeout", "7"), door_settings
+    )
     invoke = door_output("invoke", "run-migrations", ("--dry-run",), door_settings)
     assert script != invoke
 

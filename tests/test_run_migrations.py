@@ -18,7 +18,7 @@ from pipeline.locks import advisory_key
 from textbook_api.config import PACKAGE_DIR
 from textbook_api.db import build_engine
 
-FAILING_REVISION = '''
+FAILING_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,7 +36,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("half_done")
-'''
+"""
 
 SLOW_REVISION = '''
 import time
@@ -63,7 +63,9 @@ def downgrade() -> None:
 def migrations_with(tmp_path: Path, revision_source: str) -> Path:
     """A copy of the packaged migrations with one more revision on top."""
     folder = tmp_path / "migrations"
-    shutil.copytree(PACKAGE_DIR / "migrations", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PACKAGE_DIR / "migrations", folder, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (folder / "versions" / "0002_extra.py").write_text(revision_source, encoding="utf-8")
     return folder
 
@@ -112,7 +114,9 @@ def test_sql_writes_a_reviewable_file_and_leaves_the_database_alone(
 ) -> None:
     before = snapshot(settings_env["DATABASE_URL"])
     assert migrate("--sql") == 0
-    sql_files = list((Path(settings_env["DATA_DIR"]) / "artifacts" / "run-migrations").glob("*.sql"))
+    sql_files = list(
+        (Path(settings_env["DATA_DIR"]) / "artifacts" / "run-migrations").glob("*.sql")
+    )
     assert len(sql_files) == 1
     assert "CREATE TABLE deployment_job" in sql_files[0].read_text()
     assert str(sql_files[0]) in capsys.readouterr().out
@@ -144,7 +148,8 @@ def test_a_failing_revision_leaves_the_database_exactly_as_before(
             text(
                 "INSERT INTO deployment_configuration"
                 " (service, environment, target, settings, created_at, updated_at)"
-                " VALUES ('backend', 'staging', 'local', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                " VALUES ('backend', 'staging', 'local', '{}',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
         )
     engine.dispose()
@@ -171,7 +176,9 @@ def test_unknown_revision_is_a_usage_error(
     "args",
     [("--sql", "--check"), ("--downgrade", "base", "--revision", "0001"), ("--lock-timeout", "-1")],
 )
-def test_conflicting_options_are_usage_errors(settings_env: dict[str, str], args: tuple[str, ...]) -> None:
+def test_conflicting_options_are_usage_errors(
+    settings_env: dict[str, str], args: tuple[str, ...]
+) -> None:
     assert migrate(*args) == 2
 
 
@@ -217,7 +224,9 @@ def _wait_for_lock_holder(url: str, lock_file: Path | None, deadline: float) -> 
             engine = build_engine(url)
             with engine.connect() as connection:
                 held = connection.execute(
-                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+                    ),
                     {"k": advisory_key("run-migrations")},
                 ).scalar_one()
             engine.dispose()

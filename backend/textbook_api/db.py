@@ -27,7 +27,7 @@ def _enable_sqlite_foreign_keys(dbapi_connection: object, _record: object) -> No
 
 
 def build_engine(raw_url: str, application_name: str | None = None) -> Engine:
-    """An engine for `raw_url`; on PostgreSQL, `application_name` names the holder in pg_stat_activity."""
+    """An engine for `raw_url`; `application_name` names the holder in pg_stat_activity."""
     url = normalize_url(raw_url)
     connect_args: dict[str, str] = {}
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):

@@ -75,7 +75,9 @@ def _lock_step(database: Database, timeout: int) -> Step:
         connection = _connect(database, run)
         run.resources.enter_context(postgres_advisory_lock(connection, NAME, timeout))
 
-    return Step("lock", f"pg_try_advisory_lock('{NAME}') (wait at most {timeout}s)", take_advisory_lock)
+    return Step(
+        "lock", f"pg_try_advisory_lock('{NAME}') (wait at most {timeout}s)", take_advisory_lock
+    )
 
 
 def _backup_step(database_file: Path) -> Step:
@@ -88,7 +90,9 @@ def _backup_step(database_file: Path) -> Step:
             return
         with sqlite3.connect(database_file) as source, sqlite3.connect(backup) as copy:
             source.backup(copy)
-        run.on_failure(f"restore {database_file} from {backup}", lambda: _restore(backup, database_file))
+        run.on_failure(
+            f"restore {database_file} from {backup}", lambda: _restore(backup, database_file)
+        )
 
     return Step("backup", f"sqlite3 {database_file} .backup {backup}", back_up)
 
@@ -108,7 +112,9 @@ def _migrate_step(config: Config, revision: str, downgrade: bool) -> Step:
         connection.commit()  # end the read so that Alembic opens (and commits) its own transaction
         config.attributes["connection"] = connection
         migrate(config, revision)
-        run.console.print(f"    {_revisions(before)} -> {_revisions(current_revisions(connection))}")
+        run.console.print(
+            f"    {_revisions(before)} -> {_revisions(current_revisions(connection))}"
+        )
 
     return Step(verb, f"alembic {verb} {revision}", run_alembic)
 
@@ -171,7 +177,9 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     if options["check"]:
         steps = [_check_step(database, config)]
     elif options["sql"]:
-        steps = _sql_steps(database, config, revision, settings.data_dir.resolve() / "artifacts" / NAME)
+        steps = _sql_steps(
+            database, config, revision, settings.data_dir.resolve() / "artifacts" / NAME
+        )
     else:
         steps = [_lock_step(database, timeout)]
         if database.sqlite_file is not None:
