@@ -1,4 +1,4 @@
-"""Known secret values never leave the process: every line of output goes through here."""
+"""Known secret values never leave the process: output, logs, records and API answers pass here."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return mask_url_password(text)
+
+
+def redact_data(value: object, redact: Redactor) -> object:
+    """`redact` applied to every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(key)): redact_data(item, redact) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(item, redact) for item in value]
+    return value
