@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from textbook_api.config import SECRET_ENV_VARS
 
@@ -42,7 +43,7 @@ class Redactor:
         return mask_url_password(text)
 
 
-def redact_data(value: object, redact: Redactor) -> object:
+def redact_data(value: Any, redact: Redactor) -> Any:
     """`redact` applied to every string inside a JSON-like value."""
     if isinstance(value, str):
         return redact(value)

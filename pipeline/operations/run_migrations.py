@@ -10,6 +10,7 @@ import hashlib
 import io
 import sqlite3
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,18 +89,19 @@ def _backup_step(database_file: Path) -> Step:
         if not database_file.exists():
             run.on_failure(f"remove the new {database_file}", database_file.unlink)
             return
-        with sqlite3.connect(database_file) as source, sqlite3.connect(backup) as copy:
-            source.backup(copy)
+        _copy_database(database_file, backup)
         run.on_failure(
-            f"restore {database_file} from {backup}", lambda: _restore(backup, database_file)
+            f"restore {database_file} from {backup}", lambda: _copy_database(backup, database_file)
         )
 
     return Step("backup", f"sqlite3 {database_file} .backup {backup}", back_up)
 
 
-def _restore(backup: Path, database_file: Path) -> None:
-    with sqlite3.connect(backup) as source, sqlite3.connect(database_file) as target:
-        source.backup(target)
+def _copy_database(source_file: Path, target_file: Path) -> None:
+    """SQLite's online backup: a consistent copy even while others hold the file open."""
+    with closing(sqlite3.connect(source_file)) as source:
+        with closing(sqlite3.connect(target_file)) as target:
+            source.backup(target)
 
 
 def _migrate_step(config: Config, revision: str, downgrade: bool) -> Step:

@@ -120,7 +120,8 @@ class LocalEmbedder:
             default_model, default_tokenizer = packaged_model_files()
         self._model_path = Path(model_path) if model_path else default_model
         tok_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer
-        assert self._model_path is not None and tok_path is not None
+        if self._model_path is None or tok_path is None:
+            raise ModelFilesError("the packaged embedding model files were not found")
         if verify_checksum and model_path is None:
             digest = hashlib.sha256(self._model_path.read_bytes()).hexdigest()
             if digest != LOCAL_MODEL_SHA256:
@@ -141,7 +142,7 @@ class LocalEmbedder:
         # The shipped tokenizer.json pads/truncates to a fixed 128: use the model's window
         # and pad each batch only to its longest text instead.
         self._tokenizer.enable_truncation(max_length=max_tokens)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
         self._counter.no_truncation()
         self._counter.no_padding()
         self._input_names = {i.name for i in self._session.get_inputs()}
@@ -269,8 +270,9 @@ class _CohereTransport:
         return text.replace(self._api_key, "***") if self._api_key else text
 
     def _backoff(self, attempt: int) -> float:
-        return float(random.uniform(0, min(self.backoff_max,
-                                           self.backoff_base * (2 ** attempt))))
+        # Full jitter: spreads retrying clients; not a security use of randomness.
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        return float(random.uniform(0, ceiling))  # nosec B311
 
     def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         last: EmbedderError | None = None
@@ -307,7 +309,8 @@ class _CohereTransport:
                         if retry_after > self.max_retry_after:
                             raise last
                         # Honour the server's wait, plus a little jitter to spread clients.
-                        delay = retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
+                        delay = retry_after + random.uniform(  # nosec B311
+                            0, 0.1 * max(retry_after, 0.1))
                 elif status >= 500:
                     last = EmbedderServerError(
                         f"Cohere server error (HTTP {status}): {detail}", status)
@@ -317,8 +320,7 @@ class _CohereTransport:
             if final:
                 break
             self._sleep(delay)
-        assert last is not None
-        raise last
+        raise last or EmbedderConnectionError("Cohere: no attempt was made")
 
 
 class CohereEmbedder:

@@ -14,6 +14,7 @@ can take turns. Server mode (``url=``) has no such limit.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from .errors import IndexMismatchError, StoreError
+
+logger = logging.getLogger(__name__)
 
 #: Payload fields stored with every point.
 PAYLOAD_FIELDS = ("source", "doc_id", "title", "heading_path", "ordinal", "breadcrumb",
@@ -128,8 +131,8 @@ def ensure_collection(client: QdrantClient, collection: str, model_id: str,
             warnings.simplefilter("ignore")
             client.create_payload_index(collection, "source",
                                         field_schema=models.PayloadSchemaType.KEYWORD)
-    except Exception:  # noqa: BLE001 - an index is an optimisation, never a requirement
-        pass
+    except Exception as error:  # noqa: BLE001 - an index is an optimisation, never a requirement
+        logger.debug("payload index on 'source' not created: %s", error)
     return True
 
 
