@@ -78,15 +78,19 @@ def _json_size(value: object) -> int:
     return len(json.dumps(value, default=str).encode())
 
 
-def validate_configuration(
-    service: str, environment: str, target: str, settings: dict[str, Any]
-) -> None:
-    """The deployment configuration validator: names, a known target, a bounded JSON object."""
-    for key, value in (("service", service), ("environment", environment)):
+def validate_names(**names: str) -> None:
+    for key, value in names.items():
         if not NAME_PATTERN.match(value):
             raise InvalidConfiguration(
                 f"{key} {value!r} must be lowercase letters, digits and '-' (at most 64)"
             )
+
+
+def validate_configuration(
+    service: str, environment: str, target: str, settings: dict[str, Any]
+) -> None:
+    """The deployment configuration validator: names, a known target, a bounded JSON object."""
+    validate_names(service=service, environment=environment)
     if target not in TARGETS:
         raise InvalidConfiguration(f"target {target!r} is not one of {', '.join(TARGETS)}")
     if _json_size(settings) > MAX_CONFIGURATION_BYTES:
@@ -136,7 +140,7 @@ class DeploymentService:
         actor: str | None = None,
         trigger: str | None = None,
     ) -> DeploymentJob:
-        validate_configuration(service, environment, target, {})
+        validate_names(operation=operation, service=service, environment=environment, target=target)
         configuration_id = self.session.scalar(
             select(DeploymentConfiguration.id).filter_by(
                 service=service, environment=environment, target=target
