@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from textbook_api.api.deployments import install_error_handlers
+from textbook_api.api.deployments import router as deployments_router
 from textbook_api.api.health import router as health_router
 
 
@@ -14,6 +16,8 @@ def create_app() -> FastAPI:
         description="Answers questions over the textbook and keeps the delivery audit trail.",
     )
     app.include_router(health_router)
+    app.include_router(deployments_router)
+    install_error_handlers(app)
     return app
 
 
