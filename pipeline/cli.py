@@ -7,15 +7,19 @@ same argv, so the two doors cannot disagree on parsing, output or exit codes.
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Mapping, Sequence
+from types import FrameType
 
 from pydantic import ValidationError
 
-from pipeline.core import Console, Operation, OptionValue, execute
-from pipeline.errors import ExitCode, UsageError
+from pipeline.core import Console, Operation, OptionValue, Plan, execute
+from pipeline.errors import Cancelled, ExitCode, UsageError
 from pipeline.operations import OPERATIONS
-from pipeline.redact import Redactor
+from pipeline.recording import Recorder
 from textbook_api.config import Settings
+from textbook_api.logs import configure_logging
+from textbook_api.redaction import Redactor
 
 
 def build_parser(operation: Operation) -> argparse.ArgumentParser:
@@ -62,8 +66,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = vars(build_parser(operation).parse_args(parsed.args))
     console = Console(Redactor.from_environment())
     try:
-        plan = operation.plan(load_settings(), options)
+        settings = load_settings()
+        plan = operation.plan(settings, options)
     except UsageError as error:
         console.error(str(error))
         return ExitCode.USAGE
-    return execute(plan, console, dry_run=bool(options["dry_run"]))
+    dry_run = bool(options["dry_run"])
+    recorder = None
+    if plan.recorded and not dry_run:
+        data_dir = settings.data_dir.resolve()
+        configure_logging(settings.log_level, log_file=data_dir / "logs" / "pipeline.jsonl",
+                          stream=False)
+        recorder = _recorder(settings, plan, console)
+    signal.signal(signal.SIGTERM, _cancel)
+    return execute(plan, console, dry_run=dry_run, recorder=recorder)
+
+
+def _recorder(settings: Settings, plan: Plan, console: Console) -> Recorder:
+    return Recorder(
+        settings.sqlalchemy_url,
+        operation=plan.operation,
+        service=plan.service,
+        environment=settings.environment,
+        target=plan.target,
+        redact=console.redact,
+        live=plan.record_live,
+        warn=lambda message: console.print(f"warning: {message}"),
+    )
+
+
+def _cancel(signum: int, _frame: FrameType | None) -> None:
+    raise Cancelled(signal.Signals(signum).name)

@@ -12,9 +12,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pipeline.errors import ExitCode, PipelineError
-from pipeline.redact import Redactor
+from pathlib import Path
+
+from pipeline.artifacts import digest
+from pipeline.errors import Cancelled, ExitCode, PipelineError
+from pipeline.recording import Recorder
 from textbook_api.config import Settings
+from textbook_api.redaction import Redactor
 
 OptionValue = str | int | bool | None
 
@@ -58,12 +62,22 @@ class Run:
     """What steps share while a plan runs: resources to release and undo actions on failure."""
 
     console: Console
+    recorder: Recorder | None = None
     resources: ExitStack = field(default_factory=ExitStack)
     state: dict[str, Any] = field(default_factory=dict)
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     def on_failure(self, description: str, undo: Callable[[], None]) -> None:
         self._undo.append((description, undo))
+
+    def artifact(self, kind: str, path: Path) -> None:
+        """Print and record an artifact: a file or a folder, with its sha256 and size."""
+        found = digest(path)
+        self.console.print(
+            f"    artifact {kind}: {path} ({found.size_bytes} bytes, sha256 {found.sha256})"
+        )
+        if self.recorder is not None:
+            self.recorder.artifact(kind, path.as_uri(), found.sha256, found.size_bytes)
 
     def roll_back(self) -> None:
         for description, undo in reversed(self._undo):
@@ -83,6 +97,13 @@ class Plan:
     operation: str
     context: Mapping[str, str]
     steps: tuple[Step, ...]
+    # The audit trail's (service, target) for this run; `recorded=False` for read-only reports.
+    service: str = "pipeline"
+    target: str = "local"
+    recorded: bool = True
+    # False: write the record only when the run ends (an operation that rewrites the very
+    # database the record lives in, such as run-migrations, would otherwise undo it).
+    record_live: bool = True
 
     def render(self) -> list[str]:
         header = ", ".join(f"{key} {value}" for key, value in self.context.items())
@@ -113,23 +134,44 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def execute(plan: Plan, console: Console, *, dry_run: bool) -> ExitCode:
+def execute(
+    plan: Plan, console: Console, *, dry_run: bool, recorder: Recorder | None = None
+) -> ExitCode:
     for line in plan.render():
         console.print(line)
     if dry_run:
         console.print("dry run: nothing was changed")
         return ExitCode.OK
-    run = Run(console)
+    run = Run(console, recorder)
+    if recorder is not None:
+        recorder.started()
+    state, error_text, code = "succeeded", None, ExitCode.OK
     with run.resources:
         for index, step in enumerate(plan.steps, start=1):
             console.print(f"==> [{index}/{len(plan.steps)}] {step.name}: {step.describe}")
+            if recorder is not None:
+                recorder.step_started(step.name, step.describe)
             started = time.perf_counter()
             try:
                 step.action(run)
-            except Exception as error:  # any failed step rolls back, whatever raised
-                console.error(f"{step.name}: {describe_error(error)}")
+            except (Exception, Cancelled, KeyboardInterrupt) as error:
+                cancelled = isinstance(error, Cancelled | KeyboardInterrupt)
+                error_text = "cancelled" if cancelled else f"{step.name}: {describe_error(error)}"
+                console.error(error_text)
+                if recorder is not None:
+                    recorder.step_finished(step.name, time.perf_counter() - started, error_text)
                 run.roll_back()
-                return error.exit_code if isinstance(error, PipelineError) else ExitCode.FAILED
-            console.print(f"    ok ({time.perf_counter() - started:.2f}s)")
-    console.print(f"{plan.operation}: done")
-    return ExitCode.OK
+                state = "cancelled" if cancelled else "failed"
+                code = error.exit_code if isinstance(error, PipelineError) else ExitCode.FAILED
+                break
+            elapsed = time.perf_counter() - started
+            if recorder is not None:
+                recorder.step_finished(step.name, elapsed)
+            console.print(f"    ok ({elapsed:.2f}s)")
+    if recorder is not None:
+        recorder.finished(state, error_text)
+        if recorder.job_id is not None:
+            console.print(f"{plan.operation}: recorded as job {recorder.job_id}")
+    if code == ExitCode.OK:
+        console.print(f"{plan.operation}: done")
+    return code

@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from pipeline.errors import OperationFailed, UsageError
 from pipeline.locks import holder_identity
-from pipeline.redact import mask_url_password
+from textbook_api.redaction import mask_url_password
 from textbook_api.config import Settings
 from textbook_api.db import build_engine, normalize_url
 

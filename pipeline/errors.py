@@ -26,3 +26,7 @@ class UsageError(PipelineError):
 
 class LockHeld(PipelineError):
     exit_code = ExitCode.LOCKED
+
+
+class Cancelled(BaseException):
+    """SIGTERM (or SIGINT) arrived: the run stops, rolls back and is recorded as cancelled."""

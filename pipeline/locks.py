@@ -92,6 +92,9 @@ def file_lock(path: Path, operation: str, timeout: float) -> Iterator[None]:
         os.ftruncate(fd, 0)
         record = {"holder": holder_identity(operation), "since": datetime.now(UTC).isoformat()}
         os.write(fd, json.dumps(record).encode())
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # released: the file names no holder
     finally:
         os.close(fd)

@@ -6,7 +6,6 @@ advisory lock; SQLite is backed up first and restored from the backup if a revis
 
 from __future__ import annotations
 
-import hashlib
 import io
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -147,10 +146,8 @@ def _sql_steps(database: Database, config: Config, revision: str, out_dir: Path)
         out_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = out_dir / f"{stamp}-{start}-{revision}.sql".replace(",", "+")
-        data = buffer.getvalue().encode()
-        path.write_bytes(data)
-        digest = hashlib.sha256(data).hexdigest()
-        run.console.print(f"    wrote {path} ({len(data)} bytes, sha256 {digest})")
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+        run.artifact("sql-plan", path)
 
     return [
         Step("current", "read the database revision", read_current),
@@ -188,7 +185,9 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             steps.append(_backup_step(database.sqlite_file))
         steps.append(_migrate_step(config, revision, downgrade=bool(downgrade)))
     context = {"environment": settings.environment, "database": database.display()}
-    return Plan(NAME, context, tuple(steps))
+    return Plan(
+        NAME, context, tuple(steps), service="database", target=database.dialect, record_live=False
+    )
 
 
 OPERATION = Operation(

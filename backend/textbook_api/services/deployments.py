@@ -195,6 +195,7 @@ class DeploymentService:
         status: str | None = None,
         duration_ms: int | None = None,
         data: dict[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> DeploymentEvent:
         data = data or {}
         if _json_size(data) > MAX_EVENT_DATA_BYTES:
@@ -209,6 +210,7 @@ class DeploymentService:
             event = DeploymentEvent(
                 job_id=job.id,
                 sequence=sequence,
+                created_at=at or utcnow(),
                 level=level,
                 step=step,
                 status=status,
