@@ -18,6 +18,7 @@ DATABASES = ["sqlite", "postgres"]
 PYTHON_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py", "conftest.py"]
 FRONTEND = ROOT / "frontend"
 ACTIONLINT = ROOT / "tools" / "actionlint"
+E2E_ARTIFACTS = ROOT / "var" / "artifacts" / "e2e"
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -114,3 +115,14 @@ def frontend(session: nox.Session) -> None:
     npm_ci(session, FRONTEND)
     session.run("npm", "run", "lint", f"--prefix={FRONTEND}", external=True)
     session.run("npm", "test", f"--prefix={FRONTEND}", "--", *session.posargs, external=True)
+
+
+@nox.session(python=PYTHONS[0])
+def frontend_e2e(session: nox.Session) -> None:
+    """`invoke build-frontend`, then the headless-Chromium smoke test against the built site."""
+    sync(session)
+    session.run("invoke", "build-frontend", *session.posargs)
+    session.run(
+        "npm", "run", "e2e", f"--prefix={FRONTEND}", external=True,
+        env={"E2E_ARTIFACTS_DIR": str(E2E_ARTIFACTS)},
+    )

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     dry_run = bool(options["dry_run"])
     recorder = None
-    if plan.recorded and not dry_run:
+    if not (plan.report or dry_run):
         data_dir = settings.data_dir.resolve()
         configure_logging(settings.log_level, log_file=data_dir / "logs" / "pipeline.jsonl",
                           stream=False)

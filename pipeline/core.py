@@ -97,10 +97,11 @@ class Plan:
     operation: str
     context: Mapping[str, str]
     steps: tuple[Step, ...]
-    # The audit trail's (service, target) for this run; `recorded=False` for read-only reports.
+    # The audit trail's (service, target) for this run.
     service: str = "pipeline"
     target: str = "local"
-    recorded: bool = True
+    # A report only reads: it is neither narrated step by step nor recorded.
+    report: bool = False
     # False: write the record only when the run ends (an operation that rewrites the very
     # database the record lives in, such as run-migrations, would otherwise undo it).
     record_live: bool = True
@@ -134,9 +135,23 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _report(plan: Plan, console: Console) -> ExitCode:
+    run = Run(console)
+    with run.resources:
+        for step in plan.steps:
+            try:
+                step.action(run)
+            except PipelineError as error:
+                console.error(str(error))
+                return error.exit_code
+    return ExitCode.OK
+
+
 def execute(
     plan: Plan, console: Console, *, dry_run: bool, recorder: Recorder | None = None
 ) -> ExitCode:
+    if plan.report and not dry_run:
+        return _report(plan, console)
     for line in plan.render():
         console.print(line)
     if dry_run:

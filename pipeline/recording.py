@@ -93,7 +93,10 @@ class Recorder:
     # What the runner reports.
 
     def started(self) -> None:
-        self._pending.append(lambda deployments, job: deployments.transition(job, "in_progress"))
+        at = utcnow()
+        self._pending.append(
+            lambda deployments, job: deployments.transition(job, "in_progress", at=at)
+        )
         self._flush()
 
     def step_started(self, step: str, describe: str) -> None:
@@ -116,10 +119,16 @@ class Recorder:
         self._flush()
 
     def finished(self, state: str, error: str | None = None) -> None:
-        self._pending.append(lambda deployments, job: deployments.transition(job, state, error))
+        at = utcnow()
+        self._pending.append(
+            lambda deployments, job: deployments.transition(job, state, error, at=at)
+        )
         self._flush(final=True)
         if self._engine is not None:
             self._engine.dispose()
+        level = logging.INFO if state == "succeeded" else logging.ERROR
+        message = f"{self._job_fields['operation']} {state}" + (f": {error}" if error else "")
+        logger.log(level, message, extra={"job_id": self.job_id, **self._job_fields})
 
     # Writing.
 

@@ -32,6 +32,28 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
         ("--dry-run", "--check", "--lock-timeout", "5"),
         ("--dry-run", "--revision", "no-such-revision"),
     ],
+    "populate-embeddings": [
+        ("--dry-run",),
+        ("--dry-run", "--allow-mass-delete", "--max-delete-fraction", "0.2",
+         "--recall-k", "3", "--min-recall", "0.5", "--lock-timeout", "5"),
+        ("--dry-run", "--docs-dir", "frontend/no-such-docs"),
+        ("--dry-run", "--max-delete-fraction", "2"),
+    ],
+    "build-frontend": [
+        ("--dry-run",),
+        ("--dry-run", "--environment", "production"),
+        ("--dry-run", "--environment", "no-such-environment"),
+    ],
+    "status": [
+        (),
+        ("--job", "7", "--limit", "5"),
+        ("--limit", "0"),
+    ],
+    "monitor": [
+        ("--dry-run", "--once"),
+        ("--dry-run", "--interval", "10", "--timeout", "2"),
+        ("--dry-run", "--timeout", "0"),
+    ],
 }
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -33,6 +34,31 @@ class Settings(BaseSettings):
     migrations_dir: Path = PACKAGE_DIR / "migrations"
     deploy_api_token: SecretStr | None = None
     log_level: str = "INFO"
+    # The Docusaurus site that build-frontend builds (its docs/, package-lock.json, build/).
+    frontend_dir: Path = Path("frontend")
+
+    # Retrieval (RAG): the docs to index, the embedder, the vector store, the quality gate.
+    docs_dir: Path = Path("frontend/docs")
+    embedder: Literal["local", "cohere"] = "local"
+    cohere_api_key: SecretStr | None = None
+    cohere_embed_model: str = "embed-english-v3.0"
+    cohere_embed_dimension: int = Field(1024, ge=1)
+    cohere_chat_model: str = "command-r-08-2024"
+    cohere_base_url: str | None = None  # None: Cohere's own API
+    cohere_max_retries: int = Field(5, ge=0)
+    cohere_timeout: float = Field(30.0, gt=0)
+    qdrant_url: str | None = None  # a Qdrant server; None: local mode in qdrant_path
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = None  # None: <data_dir>/qdrant
+    qdrant_collection: str = Field("textbook", min_length=1)
+    # Seconds a local-mode store stays open after the API's last query (see services/retrieval).
+    qdrant_local_linger: float = Field(2.0, ge=0)
+    # A sync refuses to delete more than this share of the indexed chunks (unless told to).
+    index_max_delete_fraction: float = Field(0.5, ge=0, le=1)
+    # After indexing, a query made of each heading must find its own section within the top
+    # recall_k passages for at least recall_threshold of the headings, or the run fails.
+    recall_threshold: float = Field(0.8, ge=0, le=1)
+    recall_k: int = Field(5, ge=1)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -40,6 +66,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / DATABASE_FILE_NAME).resolve()}"
+
+    @property
+    def qdrant_local_path(self) -> Path:
+        """The local-mode vector store folder: `QDRANT_PATH`, or `<data_dir>/qdrant`."""
+        return self.qdrant_path if self.qdrant_path is not None else self.data_dir / "qdrant"
 
 
 @lru_cache

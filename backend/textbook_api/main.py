@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from textbook_api.api.deployments import install_error_handlers
 from textbook_api.api.deployments import router as deployments_router
 from textbook_api.api.health import router as health_router
+from textbook_api.api.query import router as query_router
 
 
 def create_app() -> FastAPI:
@@ -16,6 +17,7 @@ def create_app() -> FastAPI:
         description="Answers questions over the textbook and keeps the delivery audit trail.",
     )
     app.include_router(health_router)
+    app.include_router(query_router)
     app.include_router(deployments_router)
     install_error_handlers(app)
     return app

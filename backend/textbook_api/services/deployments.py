@@ -153,8 +153,8 @@ class DeploymentService:
             target=target,
             state="queued",
             git_sha=git_sha,
-            git_ref=git_ref,
-            actor=actor,
+            git_ref=self.redact(git_ref) if git_ref else None,
+            actor=self.redact(actor) if actor else None,
             trigger=trigger,
             configuration_id=configuration_id,
         )
@@ -172,11 +172,17 @@ class DeploymentService:
             raise NotFound(f"no deployment job {job_id}")
         return job
 
-    def transition(self, job: DeploymentJob, state: str, error: str | None = None) -> None:
+    def transition(
+        self,
+        job: DeploymentJob,
+        state: str,
+        error: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
         if state not in TRANSITIONS[job.state]:
             raise IllegalTransition(job, state)
         job.state = state
-        now = utcnow()
+        now = at or utcnow()
         if state == "in_progress":
             job.started_at = now
         if state in FINAL_STATES and job.finished_at is None:

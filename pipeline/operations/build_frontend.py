@@ -1,0 +1,464 @@
+"""build-frontend: build the Docusaurus site for an environment, validate it, record its digest.
+
+The environment's public settings (site URL, API base URL) come from the `[frontend.<env>]`
+tables of the committed `deploy.toml`; they reach Docusaurus as SITE_URL, TEXTBOOK_API_URL and
+SITE_ENVIRONMENT. `npm ci` is skipped when node_modules already matches package-lock.json.
+Docusaurus builds into `<FRONTEND_DIR>/build` (broken links and broken Markdown links throw);
+a build or validation failure removes that tree, so no half-built site is left looking done.
+
+Validation: `index.html`, one rendered page per doc (routes derived as Docusaurus derives them),
+and a size budget of SIZE_BUDGET_BYTES for the whole tree.
+The tree's digest (pipeline.artifacts: sha256 over each file's `relative/path NUL bytes`, in
+sorted path order) and size are printed, recorded as an artifact of kind `static-site`, and
+written to a manifest `<DATA_DIR>/artifacts/build-frontend/<time>-<sha256>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess  # nosec B404: runs node and npm, resolved on PATH at plan time, no shell
+import tomllib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from pipeline.artifacts import digest
+from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
+from pipeline.errors import OperationFailed, UsageError
+from pipeline.locks import file_lock
+from textbook_api.config import Settings
+from textbook_api.rag.errors import CorpusError
+
+NAME = "build-frontend"
+DEPLOY_CONFIG = Path("deploy.toml")  # relative to the repository root (both doors run there)
+LOCAL_ENVIRONMENT = "local"
+ARTIFACT_KIND = "static-site"
+#: The whole built tree (HTML, JS, CSS, images): about 1.3 MB today; 25 MB leaves room for
+#: images and chapters, and catches a runaway (a video or a source map committed to static/).
+SIZE_BUDGET_BYTES = 25 * 1024 * 1024
+MIN_NODE_MAJOR = 20
+DOCS_ROUTE = "docs"  # routeBasePath of the docs plugin (docusaurus.config.js)
+OUTPUT_DIR = "build"  # Docusaurus's default out dir; vercel.json serves <FRONTEND_DIR>/build
+
+OPTIONS = (
+    Option(
+        "environment",
+        "deploy.toml [frontend.ENV] to build for: local, preview, staging or production"
+        " (default: the ENVIRONMENT setting)",
+        None,
+        "ENV",
+    ),
+)
+
+_URL_KEYS = ("site_url", "api_base_url")
+# Docusaurus's default exclusions (GlobExcludeDefault): partials, test files, underscored dirs.
+_EXCLUDED = re.compile(r"(^|/)_[^/]*(/|\.(mdx?|jsx?|tsx?)$)|(^|/)__tests__/|\.test\.(j|t)sx?$")
+_NUMBER_PREFIX = re.compile(r"^(?P<number>\d+)\s*[-_.]+\s*(?P<rest>[^-_.\s].*)$")
+_IGNORED_PREFIX = re.compile(r"^\d+[-_.]\d+")
+_BUILD_PROBLEM = re.compile(
+    r"broken link|broken markdown|couldn't be resolved|could not be resolved|^\s*-> linking to"
+    r"|error:|\berror\b.*\bin\b.*\.mdx?",
+    re.I,
+)
+
+
+# --------------------------------------------------------------------------- deploy.toml
+
+
+@dataclass(frozen=True)
+class FrontendProfile:
+    environment: str
+    site_url: str
+    api_base_url: str
+
+    def build_env(self) -> dict[str, str]:
+        return {
+            "SITE_URL": self.site_url,
+            "TEXTBOOK_API_URL": self.api_base_url,
+            "SITE_ENVIRONMENT": self.environment,
+        }
+
+
+def _check_url(config: Path, key: str, value: Any, *, empty_ok: bool, path_ok: bool) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{config}: {key} must be a string")
+    if value == "" and empty_ok:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        same_origin = " or empty (same origin)" if empty_ok else ""
+        raise UsageError(f"{config}: {key} must be an http(s) URL{same_origin}, not {value!r}")
+    if parts.query or parts.fragment or (not path_ok and parts.path not in ("", "/")):
+        raise UsageError(f"{config}: {key} must be scheme://host[:port] only, not {value!r}")
+    return value.rstrip("/")
+
+
+def load_profiles(config: Path) -> dict[str, FrontendProfile]:
+    """The `[frontend.<environment>]` tables of deploy.toml, validated; errors name the key."""
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{config} is missing: it holds the [frontend.<environment>] tables")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"{config}: not valid TOML: {error}") from None
+    tables = data.get("frontend")
+    if not isinstance(tables, dict) or not tables:
+        raise UsageError(f"{config}: no [frontend.<environment>] table")
+    profiles = {}
+    for environment, table in sorted(tables.items()):
+        prefix = f"frontend.{environment}"
+        if not isinstance(table, dict):
+            raise UsageError(f"{config}: {prefix} must be a table")
+        unknown = sorted(set(table) - set(_URL_KEYS))
+        if unknown:
+            raise UsageError(f"{config}: {prefix}.{unknown[0]} is not a known key")
+        for key in _URL_KEYS:
+            if key not in table:
+                raise UsageError(f"{config}: {prefix}.{key} is missing")
+        profiles[environment] = FrontendProfile(
+            environment,
+            _check_url(config, f"{prefix}.site_url", table["site_url"],
+                       empty_ok=False, path_ok=False),
+            _check_url(config, f"{prefix}.api_base_url", table["api_base_url"],
+                       empty_ok=True, path_ok=True),
+        )
+    return profiles
+
+
+def select_profile(settings: Settings, requested: OptionValue, config: Path) -> FrontendProfile:
+    profiles = load_profiles(config)
+    known = ", ".join(profiles)
+    if requested:
+        name = str(requested)
+        if name not in profiles:
+            raise UsageError(f"unknown environment {name!r}: {config} defines {known}")
+        return profiles[name]
+    name = settings.environment
+    if name not in profiles:
+        raise UsageError(
+            f"ENVIRONMENT {name!r} has no [frontend.{name}] table in {config} ({known}):"
+            " pass --environment"
+        )
+    return profiles[name]
+
+
+# --------------------------------------------------------------------------- docs and routes
+
+
+def _strip_number_prefix(name: str) -> str:
+    if _IGNORED_PREFIX.match(name):
+        return name
+    match = _NUMBER_PREFIX.match(name)
+    return match.group("rest") if match else name
+
+
+def doc_files(docs_dir: Path) -> list[PurePosixPath]:
+    """The docs Docusaurus renders: `**/*.{md,mdx}` minus its default exclusions."""
+    found = []
+    for path in docs_dir.rglob("*"):
+        if path.suffix not in (".md", ".mdx") or not path.is_file():
+            continue
+        relative = PurePosixPath(path.relative_to(docs_dir).as_posix())
+        if not _EXCLUDED.search(str(relative)):
+            found.append(relative)
+    return sorted(found)
+
+
+def doc_slug(relative: PurePosixPath, front_matter: Mapping[str, Any]) -> str:
+    """The slug Docusaurus gives a doc (plugin-content-docs `getSlug`, default options)."""
+    directory = str(relative.parent)
+    numbered = front_matter.get("parse_number_prefixes", True) is not False
+    strip = _strip_number_prefix if numbered else (lambda name: name)
+    base_id = str(front_matter.get("id") or strip(relative.stem))
+    dir_slug = "/" if directory == "." else (
+        "/" + "/".join(_strip_number_prefix(part) for part in relative.parent.parts) + "/"
+    )
+    slug = front_matter.get("slug")
+    if slug is not None and str(slug).startswith("/"):
+        return str(slug)
+    parents = [part.lower() for part in reversed(relative.parent.parts)]
+    category_index = relative.stem.lower() in ("index", "readme", *parents[:1])
+    if slug is None and category_index:
+        return dir_slug
+    return urlsplit(urljoin("http://docs" + dir_slug, str(slug) if slug else base_id)).path
+
+
+def expected_pages(docs_dir: Path) -> dict[str, list[str]]:
+    """For each rendered doc: the build-relative files one of which must exist."""
+    from textbook_api.rag.chunking import split_front_matter
+
+    pages: dict[str, list[str]] = {}
+    for relative in doc_files(docs_dir):
+        try:
+            front_matter, _ = split_front_matter(
+                (docs_dir / relative).read_text(encoding="utf-8"), docs_dir / relative
+            )
+        except CorpusError as error:
+            raise UsageError(str(error)) from None
+        if front_matter.get("draft") is True:
+            continue  # drafts are not rendered in a production build
+        route = f"{DOCS_ROUTE}/{doc_slug(relative, front_matter).strip('/')}".rstrip("/")
+        pages[str(relative)] = [f"{route}/index.html", f"{route}.html"]
+    return pages
+
+
+# --------------------------------------------------------------------------- node and npm
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    node: str
+    npm: str
+    node_version: str
+
+
+def find_toolchain() -> Toolchain:
+    """node and npm on PATH (checked while planning, so a dry run reports them missing too)."""
+    node = shutil.which("node")
+    npm = shutil.which("npm")
+    missing = [
+        hint for tool, hint in (
+            (node, f"node (Node.js {MIN_NODE_MAJOR} or newer; Debian: apt-get install nodejs)"),
+            (npm, "npm (it ships with Node.js; Debian: apt-get install npm)"),
+        ) if tool is None
+    ]
+    if node is None or npm is None:
+        raise UsageError(f"not on PATH: {' and '.join(missing)}: install it and retry")
+    result = subprocess.run(  # nosec B603: node's own version, argv from PATH lookup
+        [node, "--version"], capture_output=True, text=True, check=False
+    )
+    version = result.stdout.strip()
+    match = re.match(r"v(\d+)\.", version)
+    if result.returncode != 0 or match is None:
+        raise UsageError(f"{node} --version failed: {result.stderr.strip() or version!r}")
+    if int(match.group(1)) < MIN_NODE_MAJOR:
+        raise UsageError(f"node {version} is too old: install Node.js {MIN_NODE_MAJOR} or newer")
+    return Toolchain(node, npm, version)
+
+
+def install_state(frontend: Path) -> str | None:
+    """Why `npm ci` can be skipped (node_modules matches the lockfile), or None if it cannot."""
+    try:
+        lock = json.loads((frontend / "package-lock.json").read_text(encoding="utf-8"))
+        installed = json.loads(
+            (frontend / "node_modules" / ".package-lock.json").read_text(encoding="utf-8")
+        )
+        manifest = json.loads((frontend / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    root = lock.get("packages", {}).get("", {})
+    for group in ("dependencies", "devDependencies", "overrides"):
+        if group != "overrides" and root.get(group, {}) != manifest.get(group, {}):
+            return None
+    if installed.get("lockfileVersion") != lock.get("lockfileVersion"):
+        return None
+    wanted = {key: value for key, value in lock.get("packages", {}).items() if key}
+    have = installed.get("packages", {})
+    fields = ("version", "resolved", "integrity")
+    for key, entry in have.items():
+        if key not in wanted or any(entry.get(f) != wanted[key].get(f) for f in fields):
+            return None
+    for key, entry in wanted.items():
+        if key not in have and not entry.get("optional") and not entry.get("peer"):
+            return None
+    return (
+        f"node_modules/.package-lock.json matches package-lock.json"
+        f" ({len(have)} packages installed, {len(wanted) - len(have)} optional ones not"
+        " needed on this platform)"
+    )
+
+
+def _npm_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NO_UPDATE_NOTIFIER": "1",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+        **(extra or {}),
+    }
+
+
+def stream(run: Run, argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, list[str]]:
+    """Run a command, forwarding its output (stdout and stderr) line by line as it comes."""
+    tail: deque[str] = deque(maxlen=400)
+    process = subprocess.Popen(  # nosec B603: npm from PATH lookup, fixed arguments, no shell
+        argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, errors="replace",
+    )
+    assert process.stdout is not None  # nosec B101: stdout=PIPE above
+    with process:
+        for line in process.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            run.console.print(f"    | {line}")
+    return process.returncode, list(tail)
+
+
+def build_problems(lines: list[str]) -> list[str]:
+    """The lines of a failed Docusaurus build that say what broke (file, link)."""
+    found = [
+        line.strip() for line in lines
+        if _BUILD_PROBLEM.search(line) and not line.lstrip().startswith(("To ignore", "Make sure"))
+    ]
+    return list(dict.fromkeys(found))[:20]
+
+
+# --------------------------------------------------------------------------- the built tree
+
+
+def tree_files(root: Path) -> list[Path]:
+    """The tree's files; a symlink fails the build (a static site holds plain files only)."""
+    files = []
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            raise OperationFailed(f"{path} is a symlink: a static site holds plain files only")
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
+    profile = select_profile(settings, options.get("environment"), DEPLOY_CONFIG)
+    frontend = settings.frontend_dir
+    if not (frontend / "package.json").is_file():
+        raise UsageError(f"FRONTEND_DIR {frontend} holds no package.json")
+    if not (frontend / "package-lock.json").is_file():
+        raise UsageError(f"{frontend}/package-lock.json is missing: run npm install there once")
+    docs_dir = frontend / "docs"
+    pages = expected_pages(docs_dir) if docs_dir.is_dir() else {}
+    if not pages:
+        raise UsageError(f"{docs_dir} holds no .md or .mdx doc: nothing to build")
+    tools = find_toolchain()
+    output = frontend / OUTPUT_DIR
+    artifacts = settings.data_dir / "artifacts" / NAME
+    lock_path = settings.data_dir / f"{NAME}.lock"
+    env = profile.build_env()
+
+    def lock(run: Run) -> None:
+        run.resources.enter_context(file_lock(lock_path, NAME, 0))
+
+    def check_tools(run: Run) -> None:
+        result = subprocess.run(  # nosec B603: npm from PATH lookup, fixed arguments
+            [tools.npm, "--version"], capture_output=True, text=True, check=False,
+            env=_npm_env(),
+        )
+        if result.returncode != 0:
+            raise UsageError(f"{tools.npm} --version failed: {result.stderr.strip()}")
+        run.state["npm_version"] = result.stdout.strip()
+        run.console.print(f"    node {tools.node_version}, npm {run.state['npm_version']}")
+
+    def check_docs(run: Run) -> None:
+        for source, candidates in pages.items():
+            run.console.print(f"    {source} -> /{candidates[0].removesuffix('/index.html')}")
+
+    def install(run: Run) -> None:
+        reason = install_state(frontend)
+        if reason is not None:
+            run.console.print(f"    skipped: {reason}")
+            return
+        code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
+                             _npm_env())
+        if code != 0:
+            raise OperationFailed(f"npm ci exited {code}: {' / '.join(lines[-3:])}")
+
+    def remove_output() -> None:
+        shutil.rmtree(output, ignore_errors=True)
+
+    def build(run: Run) -> None:
+        run.on_failure(f"remove the unfinished {output}", remove_output)
+        code, lines = stream(run, [tools.npm, "run", "build"], frontend, _npm_env(env))
+        if code != 0:
+            problems = build_problems(lines) or lines[-5:]
+            raise OperationFailed(
+                f"npm run build exited {code}; the site was not built:\n      "
+                + "\n      ".join(problems)
+            )
+
+    def validate(run: Run) -> None:
+        if not (output / "index.html").is_file():
+            raise OperationFailed(f"{output}/index.html is missing")
+        missing = [
+            f"{source} -> {candidates[0]}" for source, candidates in pages.items()
+            if not any((output / candidate).is_file() for candidate in candidates)
+        ]
+        if missing:
+            raise OperationFailed("doc page(s) not rendered: " + ", ".join(missing))
+        count = len(tree_files(output))
+        found = digest(output)
+        size = found.size_bytes
+        if size > SIZE_BUDGET_BYTES:
+            raise OperationFailed(
+                f"{output} is {_megabytes(size)}, over the {_megabytes(SIZE_BUDGET_BYTES)} budget"
+            )
+        run.state["tree"] = (found.sha256, size, count)
+        run.console.print(
+            f"    index.html and {len(pages)}/{len(pages)} doc pages;"
+            f" {count} files, {_megabytes(size)} of the {_megabytes(SIZE_BUDGET_BYTES)} budget"
+        )
+
+    def record(run: Run) -> None:
+        sha256, size, count = run.state["tree"]
+        created = datetime.now(UTC)
+        manifest = {
+            "kind": ARTIFACT_KIND,
+            "operation": NAME,
+            "environment": profile.environment,
+            "uri": output.resolve().as_uri(),
+            "path": str(output),
+            "sha256": sha256,
+            "size": size,
+            "files": count,
+            "digest": "sha256 of sorted (relative/path NUL bytes) (pipeline.artifacts)",
+            "site_url": profile.site_url,
+            "api_base_url": profile.api_base_url,
+            "node": tools.node_version,
+            "npm": run.state.get("npm_version", ""),
+            "created_at": created.isoformat(),
+        }
+        artifacts.mkdir(parents=True, exist_ok=True)
+        path = artifacts / f"{created:%Y%m%dT%H%M%SZ}-{sha256[:12]}.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        run.artifact(ARTIFACT_KIND, output.resolve())
+        run.console.print(f"    {count} files; manifest {path}")
+
+    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    steps = (
+        Step("lock", f"flock {lock_path} (fail at once if another build holds it)", lock),
+        Step("check-tools", f"{tools.node} --version ({tools.node_version}); {tools.npm}"
+             " --version", check_tools),
+        Step("check-docs", f"{len(pages)} docs in {docs_dir} -> /{DOCS_ROUTE}/...", check_docs),
+        Step("install", f"cd {frontend} && npm ci --no-audit --no-fund"
+             " (skipped when node_modules matches package-lock.json)", install),
+        Step("build", f"cd {frontend} && {assignments} npm run build", build),
+        Step("validate", f"{output}: index.html, {len(pages)} doc pages,"
+             f" at most {_megabytes(SIZE_BUDGET_BYTES)}", validate),
+        Step("record", f"sha256 and size of {output} -> {artifacts}/<time>-<sha256>.json",
+             record),
+    )
+    context = {"environment": profile.environment, "site": profile.site_url,
+               "frontend": str(frontend)}
+    return Plan(NAME, context, steps, service="frontend")
+
+
+OPERATION = Operation(
+    name=NAME,
+    help="Build the Docusaurus site for an environment, validate it and record its sha256.",
+    options=OPTIONS,
+    plan=plan,
+)

@@ -1,0 +1,410 @@
+"""populate-embeddings: index the textbook into the vector store, incrementally, under a lock.
+
+The docs are chunked (their folder is validated while planning, so a missing or empty folder
+exits 2 before anything is touched, dry run included), the store's collection is checked to be
+bound to the configured embedder (another model or dimension: exit 2), and only added or
+changed chunks are embedded. Embedding happens in full before the first write: if the embedder
+fails (Cohere unreachable, rate-limited past its retries...) the run exits 1 with the index
+exactly as it was. Then the library's `sync_index` upserts the new points and only after them
+deletes stale ones, refusing to delete more than `--max-delete-fraction` of the index unless
+`--allow-mass-delete` (exit 2, nothing changed). Recall@k over the chunks' own headings is then
+checked against `--min-recall` (exit 1 below it) and an index report is written as an artifact.
+
+`--dry-run` prints the plan and, read-only, what the run would add, update and delete.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from qdrant_client import QdrantClient
+
+from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
+from pipeline.errors import LockHeld, OperationFailed, UsageError
+from pipeline.locks import file_lock
+from textbook_api.config import Settings
+from textbook_api.rag.chunking import CHUNKER_VERSION, Chunk, load_corpus
+from textbook_api.rag.embedders import Embedder
+from textbook_api.rag.errors import (
+    CorpusError,
+    EmbedderError,
+    IndexMismatchError,
+    MassDeleteError,
+    ModelFilesError,
+)
+from textbook_api.rag.indexer import (
+    IndexProgress,
+    IndexReport,
+    plan_sync,
+    stored_hashes,
+    sync_index,
+)
+from textbook_api.rag.search import recall_at_k
+from textbook_api.rag.store import check_collection
+from textbook_api.services.retrieval import (
+    StoreBusyError,
+    describe_embedder,
+    get_embedder,
+    local_store_exists,
+    open_writer_store,
+    store_location,
+)
+
+NAME = "populate-embeddings"
+
+OPTIONS = (
+    Option("docs_dir", "folder of .md/.mdx docs to index (default: DOCS_DIR)", None, "DIR"),
+    Option(
+        "allow_mass_delete",
+        "delete stale chunks even beyond the max delete fraction (the crawl is really smaller)",
+        False,
+    ),
+    Option(
+        "max_delete_fraction",
+        "refuse to delete more than this share of the indexed chunks"
+        " (default: INDEX_MAX_DELETE_FRACTION)",
+        None,
+        "FRACTION",
+    ),
+    Option("recall_k", "validation: top K searched per heading (default: RECALL_K)", None, "K"),
+    Option(
+        "min_recall",
+        "validation: fail when recall@k is below this (default: RECALL_THRESHOLD)",
+        None,
+        "FRACTION",
+    ),
+    Option("lock_timeout", "seconds to wait for another run's lock and the store", 30, "SECONDS"),
+)
+
+_DEFAULT_BATCH = 64
+_PLAIN_PROGRESS_SECONDS = 2.0
+
+
+class Progress:
+    """A progress bar on stderr: redrawn in place on a TTY, a line every few seconds otherwise."""
+
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, started: float | None = None
+    ) -> None:
+        self.label = label
+        self.total = total
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._started = started if started is not None else time.perf_counter()
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        final = done >= self.total
+        if not self._tty and not final and now - self._last < _PLAIN_PROGRESS_SECONDS:
+            return
+        self._last = now
+        share = done / self.total if self.total else 1.0
+        bar = "#" * int(share * 30)
+        rate = done / max(now - self._started, 1e-9)
+        line = f"    {self.label} [{bar:<30}] {done}/{self.total} {share:4.0%} {rate:.1f}/s"
+        if self._tty:
+            self._stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+class PrecomputedEmbedder:
+    """The run's embedder with this run's document vectors already computed.
+
+    `sync_index` embeds batch by batch between its writes; handing it vectors computed
+    beforehand means a failing provider can never leave half a sync in the store.
+    """
+
+    def __init__(self, embedder: Embedder, vectors: Mapping[str, list[float]]) -> None:
+        self._embedder = embedder
+        self._vectors = vectors
+        self.embedded_late = 0  # texts the plan did not foresee (the store changed meanwhile)
+
+    @property
+    def model_id(self) -> str:
+        return self._embedder.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._embedder.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._embedder.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self._embedder.count_tokens(text)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder.embed_query(text)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = [text for text in texts if text not in self._vectors]
+        late = dict(zip(missing, self._embedder.embed_documents(missing))) if missing else {}
+        self.embedded_late += len(missing)
+        return [self._vectors[text] if text in self._vectors else late[text] for text in texts]
+
+
+def embed_all(
+    embedder: Embedder, texts: Sequence[str], progress: Progress
+) -> dict[str, list[float]]:
+    """Every text's vector, by text; batches of similar length (less padding)."""
+    unique = sorted(set(texts), key=len)
+    batch = int(getattr(embedder, "batch_size", _DEFAULT_BATCH))
+    vectors: dict[str, list[float]] = {}
+    progress.update(0)
+    for start in range(0, len(unique), batch):
+        part = unique[start:start + batch]
+        vectors.update(zip(part, embedder.embed_documents(part)))
+        progress.update(min(start + batch, len(unique)))
+    return vectors
+
+
+def _fraction(value: OptionValue, default: float, flag: str) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise UsageError(f"{flag} must be a number between 0 and 1, not {value!r}") from None
+    if not 0 <= number <= 1:
+        raise UsageError(f"{flag} must be between 0 and 1, not {value}")
+    return number
+
+
+def _positive(value: OptionValue, default: int, flag: str) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise UsageError(f"{flag} must be 1 or more, not {value}")
+    return number
+
+
+def _load_embedder(settings: Settings) -> Embedder:
+    try:
+        return get_embedder(settings)
+    except ModelFilesError as error:
+        raise UsageError(f"the embedding model cannot be loaded: {error}") from None
+    except EmbedderError as error:
+        raise UsageError(str(error)) from None
+
+
+def _chunk(docs_dir: Path, embedder: Embedder) -> list[Chunk]:
+    try:
+        return load_corpus(docs_dir, count_tokens=embedder.count_tokens,
+                           max_tokens=embedder.max_tokens)
+    except CorpusError as error:
+        raise UsageError(f"docs: {error}") from None
+
+
+def _check_binding(client: QdrantClient, settings: Settings, embedder: Embedder) -> bool:
+    try:
+        return check_collection(client, settings.qdrant_collection, embedder.model_id,
+                                embedder.dimension)
+    except IndexMismatchError as error:
+        raise UsageError(f"{error} (set QDRANT_COLLECTION or EMBEDDER)") from None
+
+
+def _guard(to_delete: int, existing: int, fraction: float, allow: bool) -> None:
+    if to_delete and existing and not allow and to_delete > fraction * existing:
+        raise UsageError(
+            f"refusing to delete {to_delete} of {existing} indexed chunks (more than"
+            f" {fraction:.0%}): is the docs folder complete? pass --allow-mass-delete to confirm")
+
+
+def preview(settings: Settings, docs_dir: Path, fraction: float, allow: bool) -> str:
+    """What a run would change, computed read-only (for `--dry-run`)."""
+    embedder = _load_embedder(settings)
+    chunks = _chunk(docs_dir, embedder)
+    stored: dict[str, str] = {}
+    if settings.qdrant_url or local_store_exists(settings):
+        try:
+            with open_writer_store(settings, wait=0) as client:
+                if _check_binding(client, settings, embedder):
+                    stored = stored_hashes(client, settings.qdrant_collection)
+        except StoreBusyError:
+            return "(counts unavailable: the local store is in use by another process)"
+        except UsageError:
+            raise
+        except Exception as error:  # a Qdrant server that is down: the plan still prints
+            return f"(counts unavailable: {type(error).__name__})"
+    sync = plan_sync(chunks, stored, embedder.model_id)
+    _guard(len(sync.stale), sync.existing, fraction, allow)
+    return (f"(would add {len(sync.added)}, update {len(sync.updated)}, delete"
+            f" {len(sync.stale)}, leave {sync.unchanged} unchanged of {len(chunks)} chunks)")
+
+
+def summary(report: IndexReport, texts_embedded: int, seconds: float) -> str:
+    return (f"added {report.added}, updated {report.updated}, unchanged {report.unchanged},"
+            f" deleted {report.deleted} chunks; {texts_embedded} texts embedded;"
+            f" {seconds:.1f}s")
+
+
+def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
+    docs_dir = Path(str(options["docs_dir"] or settings.docs_dir)).resolve()
+    fraction = _fraction(options["max_delete_fraction"], settings.index_max_delete_fraction,
+                         "--max-delete-fraction")
+    min_recall = _fraction(options["min_recall"], settings.recall_threshold, "--min-recall")
+    recall_k = _positive(options["recall_k"], settings.recall_k, "--recall-k")
+    allow = bool(options["allow_mass_delete"])
+    timeout = int(options["lock_timeout"] or 0)
+    if timeout < 0:
+        raise UsageError("--lock-timeout must be zero or more seconds")
+    if settings.embedder == "cohere" and not (
+            settings.cohere_api_key and settings.cohere_api_key.get_secret_value()):
+        raise UsageError("EMBEDDER=cohere needs COHERE_API_KEY in the environment")
+    try:  # validated now, with a tokenizer-free estimate: nothing is loaded or touched yet
+        files = len({chunk.source for chunk in load_corpus(docs_dir)})
+    except CorpusError as error:
+        raise UsageError(f"docs: {error}") from None
+    data_dir = settings.data_dir.resolve()
+    lock_path = data_dir / "locks" / f"{NAME}.lock"
+    artifacts = data_dir / "artifacts" / NAME
+    collection = settings.qdrant_collection
+    would = " " + preview(settings, docs_dir, fraction, allow) if options["dry_run"] else ""
+
+    def lock(run: Run) -> None:
+        run.resources.enter_context(file_lock(lock_path, NAME, timeout))
+        run.state["started"] = time.perf_counter()
+
+    def load(run: Run) -> None:
+        embedder = run.state["embedder"] = _load_embedder(settings)
+        run.console.print(f"    {embedder.model_id} ({embedder.dimension}-d)")
+
+    def chunk(run: Run) -> None:
+        chunks = run.state["chunks"] = _chunk(docs_dir, run.state["embedder"])
+        count = len({c.source for c in chunks})
+        run.console.print(f"    {len(chunks)} chunks from {count} files")
+
+    def open_store(run: Run) -> None:
+        try:
+            client = run.resources.enter_context(open_writer_store(settings, wait=timeout))
+        except StoreBusyError as error:
+            raise LockHeld(f"{error}; waited {timeout}s") from None
+        run.state["client"] = client
+        if _check_binding(client, settings, run.state["embedder"]):
+            stored = stored_hashes(client, collection)
+            run.console.print(f"    collection {collection}: {len(stored)} points")
+        else:
+            stored = {}
+            run.console.print(f"    collection {collection} does not exist yet")
+        run.state["stored"] = stored
+
+    def embed(run: Run) -> None:
+        embedder: Embedder = run.state["embedder"]
+        sync = plan_sync(run.state["chunks"], run.state["stored"], embedder.model_id)
+        _guard(len(sync.stale), sync.existing, fraction, allow)
+        texts = [c.embed_text for c in (*sync.added, *sync.updated)]
+        run.console.print(f"    {len(sync.added)} added, {len(sync.updated)} updated,"
+                          f" {sync.unchanged} unchanged, {len(sync.stale)} stale")
+        try:
+            run.state["vectors"] = embed_all(embedder, texts, Progress("embed", len(set(texts))))
+        except EmbedderError as error:
+            raise OperationFailed(f"embedding failed; the index was not changed: {error}") \
+                from None
+
+    def write(run: Run) -> None:
+        embedder = PrecomputedEmbedder(run.state["embedder"], run.state["vectors"])
+        bars: dict[str, Progress] = {}
+
+        started = time.perf_counter()
+
+        def show(step: IndexProgress) -> None:
+            if step.phase not in bars:  # the first report comes after the phase's first batch
+                bars[step.phase] = Progress(step.phase, step.total, started=started)
+            bars[step.phase].update(step.done)
+
+        try:
+            report = sync_index(run.state["chunks"], embedder, run.state["client"], collection,
+                                max_delete_fraction=fraction, allow_mass_delete=allow,
+                                progress=show)
+        except MassDeleteError as error:
+            raise UsageError(f"{error}; nothing was changed") from None
+        except EmbedderError as error:
+            raise OperationFailed(f"embedding failed during the write: {error}") from None
+        texts = len(run.state["vectors"]) + embedder.embedded_late
+        seconds = time.perf_counter() - run.state["started"]
+        run.state.update(report=report, texts_embedded=texts, seconds=seconds)
+        run.console.print(f"    summary: {summary(report, texts, seconds)}")
+
+    def validate(run: Run) -> None:
+        try:
+            recall = recall_at_k(run.state["client"], collection, run.state["embedder"],
+                                 run.state["chunks"], k=recall_k)
+        except EmbedderError as error:
+            raise OperationFailed(f"validation could not embed its queries: {error}") from None
+        run.state["recall"] = recall
+        run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g})")
+        if recall < min_recall:
+            raise OperationFailed(
+                f"recall@{recall_k} {recall:.3f} is below the threshold {min_recall:g}:"
+                " headings no longer find their own sections")
+
+    def write_report(run: Run) -> None:
+        report: IndexReport = run.state["report"]
+        embedder: Embedder = run.state["embedder"]
+        finished = datetime.now(UTC)
+        record = {
+            "operation": NAME,
+            "finished_at": finished.isoformat(),
+            "environment": settings.environment,
+            "docs_dir": str(docs_dir),
+            "store": store_location(settings),
+            "collection": collection,
+            "model_id": embedder.model_id,
+            "dimension": embedder.dimension,
+            "chunker_version": CHUNKER_VERSION,
+            "chunks": len(run.state["chunks"]),
+            "added": report.added,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "deleted": report.deleted,
+            "texts_embedded": run.state["texts_embedded"],
+            "seconds": round(run.state["seconds"], 3),
+            "recall_k": recall_k,
+            "recall_at_k": run.state["recall"],
+            "recall_threshold": min_recall,
+        }
+        artifacts.mkdir(parents=True, exist_ok=True)
+        path = artifacts / f"{finished:%Y%m%dT%H%M%S%fZ}-index-report.json"
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        run.artifact("index-report", path)
+
+    deletes = "any" if allow else f"at most {fraction:.0%} of the index"
+    steps = (
+        Step("lock", f"flock {lock_path} (wait at most {timeout}s)", lock),
+        Step("load-embedder", describe_embedder(settings), load),
+        Step("chunk", f"chunk {files} docs under {docs_dir}", chunk),
+        Step("open-store", f"open {store_location(settings)}; check that collection"
+             f" {collection} is bound to this embedder's model and dimension", open_store),
+        Step("embed", "embed added and updated chunks (progress on stderr); the index is not"
+             " touched", embed),
+        Step("write", f"upsert them, then delete stale chunks ({deletes}){would}", write),
+        Step("validate", f"recall@{recall_k} of headings over their own sections"
+             f" >= {min_recall:g}", validate),
+        Step("report", f"write the index report to {artifacts}/", write_report),
+    )
+    context = {"environment": settings.environment, "collection": collection}
+    target = "qdrant-server" if settings.qdrant_url else "qdrant-local"
+    return Plan(NAME, context, steps, service="vector-store", target=target)
+
+
+OPERATION = Operation(
+    name=NAME,
+    help="Index the textbook into the vector store, incrementally, under a lock; then check"
+    " recall and write an index report.",
+    options=OPTIONS,
+    plan=plan,
+)

@@ -1,0 +1,103 @@
+"""status: recent jobs per service and environment, or one job's events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from pipeline.audit import audit_trail, table
+from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
+from pipeline.database import Database
+from pipeline.errors import UsageError
+from textbook_api.config import Settings
+from textbook_api.models import DeploymentJob
+from textbook_api.services.deployments import JobFilter
+
+NAME = "status"
+
+OPTIONS = (
+    Option("job", "show this job's events and artifacts instead", None, "JOB_ID"),
+    Option("service", "only jobs of this service", None, "NAME"),
+    Option("environment", "only jobs of this environment", None, "NAME"),
+    Option("limit", "how many recent jobs", 20, "N"),
+)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _duration(job: DeploymentJob) -> str:
+    if job.started_at is None or job.finished_at is None:
+        return "-"
+    return f"{(job.finished_at - job.started_at).total_seconds():.1f}s"
+
+
+def _jobs_step(database: Database, where: JobFilter, limit: int) -> Step:
+    def show(run: Run) -> None:
+        with audit_trail(database, NAME) as deployments:
+            jobs, total = deployments.jobs(where, limit=limit, offset=0)
+            rows = [
+                [str(j.id), j.operation, j.service, j.environment, j.target, j.state,
+                 _when(j.created_at), _duration(j), j.actor or "-"]
+                for j in jobs
+            ]
+        headers = ["JOB", "OPERATION", "SERVICE", "ENV", "TARGET", "STATE", "CREATED",
+                   "TOOK", "ACTOR"]
+        for line in table(headers, rows):
+            run.console.print(line)
+        run.console.print(f"{len(rows)} of {total} job(s)")
+
+    return Step("jobs", "list recent jobs", show)
+
+
+def _job_step(database: Database, job_id: int) -> Step:
+    def show(run: Run) -> None:
+        with audit_trail(database, NAME) as deployments:
+            job = deployments.job(job_id)
+            run.console.print(
+                f"job {job.id}: {job.operation} {job.service}/{job.environment} -> {job.target},"
+                f" {job.state}, by {job.actor or '-'} at {job.git_sha or '-'}"
+            )
+            if job.error:
+                run.console.print(f"error: {job.error}")
+            rows = [
+                [str(e.sequence), _when(e.created_at), e.level, e.step or "-", e.status or "-",
+                 f"{e.duration_ms}ms" if e.duration_ms is not None else "-", e.message]
+                for e in job.events
+            ]
+            for line in table(["#", "TIME", "LEVEL", "STEP", "STATUS", "TOOK", "MESSAGE"], rows):
+                run.console.print(line)
+            for artifact in job.artifacts:
+                run.console.print(
+                    f"artifact {artifact.kind}: {artifact.uri}"
+                    f" ({artifact.size_bytes} bytes, sha256 {artifact.sha256})"
+                )
+
+    return Step("job", f"show job {job_id}", show)
+
+
+def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
+    database = Database.from_settings(settings)
+    limit = int(options["limit"] or 0)
+    if not 1 <= limit <= 100:
+        raise UsageError("--limit must be between 1 and 100")
+    context = {"environment": settings.environment, "database": database.display()}
+    job = options["job"]
+    if job is not None:
+        if not str(job).isdigit():
+            raise UsageError(f"--job takes a job number, not {job!r}")
+        return Plan(NAME, context, (_job_step(database, int(str(job))),), report=True)
+    where = JobFilter(
+        service=str(options["service"]) if options["service"] else None,
+        environment=str(options["environment"]) if options["environment"] else None,
+    )
+    return Plan(NAME, context, (_jobs_step(database, where, limit),), report=True)
+
+
+OPERATION = Operation(
+    name=NAME,
+    help="Show recent jobs as a table, or one job's events and artifacts (--job JOB_ID).",
+    options=OPTIONS,
+    plan=plan,
+)

@@ -1,0 +1,343 @@
+"""build-frontend with the real npm and the real Docusaurus build, on copies of frontend/.
+
+A build takes tens of seconds, so the good build runs once per module into a copy of the site
+(its node_modules entries linked from the real frontend/, its own webpack cache), and every
+check of the built tree reads that one build. Under CI=true a missing node or npm fails these
+tests; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+from pipeline import cli
+from pipeline.errors import ExitCode
+from pipeline.locks import file_lock
+from pipeline.operations import build_frontend
+from pipeline.operations.build_frontend import doc_slug, install_state
+
+FRONTEND = ROOT / "frontend"
+COPY_IGNORE = shutil.ignore_patterns("node_modules", "build", ".docusaurus", "artifacts")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_operation(env: dict[str, str], *args: str) -> Result:
+    """`build-frontend ARGS` in this process (as the invoke door runs it), output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DATABASE_URL", raising=False)
+        patch.delenv("ENVIRONMENT", raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["build-frontend", *args])
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def require_toolchain() -> None:
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        message = f"{' and '.join(missing)} not on PATH: install Node.js 20 and npm"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def real_node_modules() -> Path:
+    """frontend/node_modules matching the lockfile (`npm ci` there once if it does not)."""
+    if install_state(FRONTEND) is None:
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return FRONTEND / "node_modules"
+
+
+def site_copy(folder: Path) -> Path:
+    """A copy of frontend/ without its build; node_modules entries link to the real ones."""
+    copy = folder / "frontend"
+    shutil.copytree(FRONTEND, copy, ignore=COPY_IGNORE)
+    modules = copy / "node_modules"
+    modules.mkdir()
+    for entry in real_node_modules().iterdir():
+        if entry.name != ".cache":  # the copy keeps its own webpack cache
+            (modules / entry.name).symlink_to(entry)
+    return copy
+
+
+def recompute_digest(root: Path) -> tuple[str, int]:
+    """The tree digest, written out independently: sorted relative paths, NUL, file bytes."""
+    hasher = hashlib.sha256()
+    size = 0
+    for relative in sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()):
+        data = (root / relative).read_bytes()
+        hasher.update(relative.encode() + b"\0" + data)
+        size += len(data)
+    return hasher.hexdigest(), size
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> None:
+    require_toolchain()
+
+
+@dataclass(frozen=True)
+class Built:
+    frontend: Path
+    data_dir: Path
+    result: Result
+
+
+@pytest.fixture(scope="module")
+def built(toolchain: None, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    folder = tmp_path_factory.mktemp("build-frontend")
+    frontend = site_copy(folder)
+    data_dir = folder / "data"
+    env = {"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir)}
+    return Built(frontend, data_dir, run_operation(env, "--environment", "production"))
+
+
+def test_the_operation_builds_and_validates_the_site(built: Built) -> None:
+    assert built.result.code == ExitCode.OK, built.result.out + built.result.err
+    site = built.frontend / "build"
+    assert (site / "index.html").is_file()
+    chapters = sorted((built.frontend / "docs").glob("*.md*"))
+    assert len(chapters) >= 8
+    for chapter in chapters:
+        assert (site / "docs" / chapter.stem / "index.html").is_file(), chapter.name
+    assert f"index.html and {len(chapters)}/{len(chapters)} doc pages" in built.result.out
+    assert "build-frontend: done" in built.result.out
+
+
+def test_the_build_gets_the_environment_from_deploy_toml(built: Built) -> None:
+    index = (built.frontend / "build" / "index.html").read_text()
+    assert "https://physical-ai-textbook.vercel.app/" in index  # SITE_URL: canonical links
+    bundles = "".join(p.read_text() for p in (built.frontend / "build").rglob("*.js"))
+    assert "https://textbook-api-production.up.railway.app" in bundles  # TEXTBOOK_API_URL
+
+
+def test_the_manifest_records_a_digest_that_matches_the_tree(built: Built) -> None:
+    manifests = sorted((built.data_dir / "artifacts" / "build-frontend").glob("*.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    sha256, size = recompute_digest(built.frontend / "build")
+    assert (manifest["sha256"], manifest["size"]) == (sha256, size)
+    assert manifest["kind"] == "static-site"
+    assert manifest["environment"] == "production"
+    assert manifests[0].name.endswith(f"-{sha256[:12]}.json")
+    assert f"artifact static-site: {(built.frontend / 'build').resolve()}" in built.result.out
+    assert f"sha256 {sha256}" in built.result.out
+
+
+def test_npm_ci_is_skipped_when_node_modules_matches_the_lock(built: Built) -> None:
+    assert "skipped: node_modules/.package-lock.json matches package-lock.json" in (
+        built.result.out
+    )
+
+
+def test_a_changed_lock_is_not_taken_for_installed(tmp_path: Path) -> None:
+    frontend = tmp_path / "site"
+    (frontend / "node_modules").mkdir(parents=True)
+    lock: dict[str, Any] = {
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"dependencies": {"a": "^1.0.0"}},
+            "node_modules/a": {"version": "1.0.0"},
+            "node_modules/b-linux": {"version": "2.0.0", "optional": True},
+        },
+    }
+    installed = {"lockfileVersion": 3, "packages": {"node_modules/a": {"version": "1.0.0"}}}
+    (frontend / "package.json").write_text(json.dumps({"dependencies": {"a": "^1.0.0"}}))
+    (frontend / "package-lock.json").write_text(json.dumps(lock))
+    hidden = frontend / "node_modules" / ".package-lock.json"
+    hidden.write_text(json.dumps(installed))
+    assert install_state(frontend) is not None
+    lock["packages"]["node_modules/a"] = {"version": "1.0.1"}
+    (frontend / "package-lock.json").write_text(json.dumps(lock))
+    assert install_state(frontend) is None
+    hidden.unlink()
+    assert install_state(frontend) is None
+
+
+def test_hashed_assets_are_the_only_files_under_assets(built: Built) -> None:
+    """vercel.json caches /assets/* as immutable: safe only if every name carries a hash."""
+    assets = [p for p in (built.frontend / "build" / "assets").rglob("*") if p.is_file()]
+    assert assets
+    unhashed = [p.name for p in assets if not re.search(r"[.-][0-9a-f]{8,}\.", p.name)]
+    assert unhashed == []
+
+
+def test_a_broken_link_fails_the_build_naming_file_and_link(
+    toolchain: None, tmp_path: Path
+) -> None:
+    frontend = site_copy(tmp_path)
+    chapter = frontend / "docs" / "kinematics.md"
+    chapter.write_text(
+        chapter.read_text() + "\n\nSee [the missing chapter](./no-such-chapter.md).\n"
+    )
+    data_dir = tmp_path / "data"
+    result = run_operation({"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir)})
+    assert result.code == ExitCode.FAILED, result.out + result.err
+    assert "no-such-chapter.md" in result.err and "kinematics.md" in result.err
+    assert "no-such-chapter.md" in result.out  # Docusaurus's own report, streamed
+    assert "rolling back: remove the unfinished" in result.out
+    assert not (frontend / "build").exists()
+    assert not list(data_dir.glob("artifacts/build-frontend/*.json"))
+    assert "build-frontend: done" not in result.out
+
+
+def test_no_docs_is_a_usage_error(toolchain: None, tmp_path: Path) -> None:
+    frontend = tmp_path / "frontend"
+    (frontend / "docs").mkdir(parents=True)
+    (frontend / "docs" / "_partial.md").write_text("# not a page\n")
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(FRONTEND / name, frontend / name)
+    result = run_operation({"FRONTEND_DIR": str(frontend), "DATA_DIR": str(tmp_path)})
+    assert result.code == ExitCode.USAGE
+    assert "holds no .md or .mdx doc" in result.err
+
+
+def test_node_missing_is_a_usage_error_naming_node(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = run_operation({"PATH": str(empty), "DATA_DIR": str(tmp_path)}, "--dry-run")
+    assert result.code == ExitCode.USAGE
+    assert "not on PATH: node (Node.js 20 or newer" in result.err
+    assert "npm (it ships with Node.js" in result.err
+    assert "plan" not in result.out
+
+
+def test_an_unknown_environment_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_operation({"DATA_DIR": str(tmp_path)}, "--environment", "moon", "--dry-run")
+    assert result.code == ExitCode.USAGE
+    assert "unknown environment 'moon': deploy.toml defines local, preview" in result.err
+    unknown_default = run_operation({"DATA_DIR": str(tmp_path), "ENVIRONMENT": "moon"}, "--dry-run")
+    assert unknown_default.code == ExitCode.USAGE
+    assert "ENVIRONMENT 'moon' has no [frontend.moon] table" in unknown_default.err
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[frontend.staging]\nsite_url = "ftp://x"\napi_base_url = ""\n',
+         "frontend.staging.site_url must be an http(s) URL"),
+        ('[frontend.staging]\nsite_url = "https://x/sub"\napi_base_url = ""\n',
+         "frontend.staging.site_url must be scheme://host[:port] only"),
+        ('[frontend.staging]\nsite_url = "https://x"\n',
+         "frontend.staging.api_base_url is missing"),
+        ('[frontend.staging]\nsite_url = "https://x"\napi_base_url = "api"\n',
+         "frontend.staging.api_base_url must be an http(s) URL or empty (same origin)"),
+        ('[frontend.staging]\nsite_url = "https://x"\napi_base_url = ""\ncdn = 1\n',
+         "frontend.staging.cdn is not a known key"),
+        ("[frontend]\n", "no [frontend.<environment>] table"),
+        ("[frontend\n", "not valid TOML"),
+    ],
+)
+def test_deploy_config_errors_name_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, message: str
+) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(toml)
+    monkeypatch.setattr(build_frontend, "DEPLOY_CONFIG", config)
+    result = run_operation({"DATA_DIR": str(tmp_path)}, "--environment", "staging", "--dry-run")
+    assert result.code == ExitCode.USAGE
+    assert f"{config}: {message}" in result.err
+
+
+def test_a_build_already_running_holds_the_lock(toolchain: None, tmp_path: Path) -> None:
+    with file_lock(tmp_path / "build-frontend.lock", "build-frontend", 0):
+        result = run_operation({"DATA_DIR": str(tmp_path)})
+    assert result.code == ExitCode.LOCKED
+    assert "is held by 'textbook-pipeline build-frontend" in result.err
+
+
+@pytest.mark.parametrize(
+    ("source", "front_matter", "slug"),
+    [
+        ("intro.md", {}, "/intro"),
+        ("intro.md", {"id": "start"}, "/start"),
+        ("01-basics/02-setup.mdx", {}, "/basics/setup"),
+        ("guide/index.md", {}, "/guide/"),
+        ("guide/guide.md", {}, "/guide/"),
+        ("guide/README.md", {"id": "ignored"}, "/guide/"),
+        ("guide/page.md", {"slug": "/elsewhere/page"}, "/elsewhere/page"),
+        ("guide/page.md", {"slug": "renamed"}, "/guide/renamed"),
+        ("guide/deep/page.md", {"slug": "../up"}, "/guide/up"),
+        ("2021-01-report.md", {}, "/2021-01-report"),
+        ("01-keep.md", {"parse_number_prefixes": False}, "/01-keep"),
+    ],
+)
+def test_doc_routes_are_derived_as_docusaurus_does(
+    source: str, front_matter: dict[str, object], slug: str
+) -> None:
+    assert doc_slug(PurePosixPath(source), front_matter) == slug
+
+
+def test_partials_and_tests_are_not_pages(tmp_path: Path) -> None:
+    for name in ("a.md", "_partial.mdx", "_private/b.md", "sub/c.mdx", "sub/d.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("---\ntitle: x\n---\n# x\n")
+    (tmp_path / "sub" / "e.md").write_text("---\ndraft: true\n---\n# draft\n")
+    pages = build_frontend.expected_pages(tmp_path)
+    assert pages == {
+        "a.md": ["docs/a/index.html", "docs/a.html"],
+        "sub/c.mdx": ["docs/sub/c/index.html", "docs/sub/c.html"],
+    }
+
+
+# --------------------------------------------------------------------------- vercel.json
+
+
+def vercel_pattern(source: str) -> re.Pattern[str]:
+    """A Vercel `source` (path-to-regexp, the subset used here) as a regular expression."""
+    assert re.fullmatch(r"[/\w.\-]*(\(\.\*\))?", source), f"unsupported pattern {source}"
+    return re.compile(re.escape(source).replace(re.escape("(.*)"), "(.*)") + "$")
+
+
+def header_values(config: dict[str, Any], path: str) -> list[str]:
+    values = []
+    for rule in config.get("headers", []):
+        if vercel_pattern(rule["source"]).match(path):
+            values += [h["value"] for h in rule["headers"] if h["key"].lower() == "cache-control"]
+    return values
+
+
+def test_vercel_json_serves_the_build_output() -> None:
+    config = json.loads((ROOT / "vercel.json").read_text())
+    assert config["outputDirectory"] == f"frontend/{build_frontend.OUTPUT_DIR}"
+    assert "build-frontend" in config["buildCommand"]
+    assert config["cleanUrls"] is True
+
+
+def test_vercel_json_caches_hashed_assets_only() -> None:
+    config = json.loads((ROOT / "vercel.json").read_text())
+    assert "immutable" in " ".join(header_values(config, "/assets/js/main.0123abcd.js"))
+    for html in ("/", "/index.html", "/docs/kinematics", "/docs/kinematics/index.html",
+                 "/404.html", "/img/logo.svg", "/sitemap.xml"):
+        for value in header_values(config, html):
+            assert "immutable" not in value and "max-age=31536000" not in value, html
+
+
+def test_a_long_cache_on_html_would_be_caught() -> None:
+    config = {"headers": [{"source": "/(.*)", "headers": [
+        {"key": "Cache-Control", "value": "public, max-age=31536000, immutable"}]}]}
+    assert "immutable" in " ".join(header_values(config, "/docs/kinematics"))
