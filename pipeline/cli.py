@@ -87,7 +87,7 @@ def _recorder(settings: Settings, plan: Plan, console: Console) -> Recorder:
         settings.sqlalchemy_url,
         operation=plan.operation,
         service=plan.service,
-        environment=settings.environment,
+        environment=plan.environment or settings.environment,
         target=plan.target,
         redact=console.redact,
         live=plan.record_live,

@@ -97,9 +97,10 @@ class Plan:
     operation: str
     context: Mapping[str, str]
     steps: tuple[Step, ...]
-    # The audit trail's (service, target) for this run.
+    # The audit trail's (service, target, environment) for this run.
     service: str = "pipeline"
     target: str = "local"
+    environment: str | None = None  # None: the ENVIRONMENT setting
     # A report only reads: it is neither narrated step by step nor recorded.
     report: bool = False
     # False: write the record only when the run ends (an operation that rewrites the very
@@ -110,8 +111,9 @@ class Plan:
         header = ", ".join(f"{key} {value}" for key, value in self.context.items())
         width = max((len(step.name) for step in self.steps), default=0)
         lines = [f"{self.operation}: plan ({header})"]
+        digits = len(str(len(self.steps)))
         lines += [
-            f"  {index}. {step.name.ljust(width)}  {step.describe}"
+            f"  {str(index).rjust(digits)}. {step.name.ljust(width)}  {step.describe}"
             for index, step in enumerate(self.steps, start=1)
         ]
         return lines
@@ -127,6 +129,10 @@ class Operation:
     @property
     def all_options(self) -> tuple[Option, ...]:
         return (*self.options, DRY_RUN)
+
+    def defaults(self, **overrides: OptionValue) -> dict[str, OptionValue]:
+        """Its options as a run with no flags would see them (for composing operations)."""
+        return {**{option.name: option.default for option in self.all_options}, **overrides}
 
 
 def describe_error(error: BaseException) -> str:

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -72,8 +73,15 @@ def _file_holder(path: Path) -> str:
 
 
 @contextmanager
-def file_lock(path: Path, operation: str, timeout: float) -> Iterator[None]:
-    """An flock on `path` (released by the kernel if the holder dies); the file names the holder."""
+def file_lock(
+    path: Path, operation: str, timeout: float, *, renew_seconds: float = 0
+) -> Iterator[str | None]:
+    """An flock on `path` (released by the kernel if the holder dies); the file names the holder.
+
+    Yields the holder a previous run left in the file when it died holding the lock (a stale
+    lock, recovered by taking it), else None. With `renew_seconds`, a lease: the record's
+    `renewed` time is refreshed that often while the lock is held.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
@@ -89,12 +97,31 @@ def file_lock(path: Path, operation: str, timeout: float) -> Iterator[None]:
                         f"the lock {path} is held by {holder}; waited {timeout:g}s"
                     ) from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        record = {"holder": holder_identity(operation), "since": datetime.now(UTC).isoformat()}
-        os.write(fd, json.dumps(record).encode())
+        stale = _file_holder(path) if os.fstat(fd).st_size else None
+        since = datetime.now(UTC).isoformat()
+        record = {"holder": holder_identity(operation), "since": since, "renewed": since}
+
+        def write_record() -> None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+
+        write_record()
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(renew_seconds):
+                record["renewed"] = datetime.now(UTC).isoformat()
+                write_record()
+
+        renewer = threading.Thread(target=renew, daemon=True) if renew_seconds > 0 else None
+        if renewer is not None:
+            renewer.start()
         try:
-            yield
+            yield stale
         finally:
+            stop.set()
+            if renewer is not None:
+                renewer.join()
             os.ftruncate(fd, 0)  # released: the file names no holder
     finally:
         os.close(fd)

@@ -118,6 +118,17 @@ class Recorder:
         )
         self._flush()
 
+    def mark_rolled_back(self, job_id: int) -> None:
+        """The job that deployed the release just replaced by a rollback."""
+
+        def roll_back(deployments: DeploymentService, _job: DeploymentJob) -> None:
+            earlier = deployments.job(job_id)
+            if earlier.state == "succeeded":
+                deployments.transition(earlier, "rolled_back")
+
+        self._pending.append(roll_back)
+        self._flush()
+
     def finished(self, state: str, error: str | None = None) -> None:
         at = utcnow()
         self._pending.append(

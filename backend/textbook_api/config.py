@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     migrations_dir: Path = PACKAGE_DIR / "migrations"
     deploy_api_token: SecretStr | None = None
     log_level: str = "INFO"
+    # A built textbook site to serve at `/` (the local deploy target points it at the current
+    # frontend release); unset: the API alone.
+    site_dir: Path | None = None
+    # The backend package that deploy-backend builds into a wheel.
+    backend_dir: Path = Path("backend")
+    # The stable loopback port of the local stack (the site and the API on one URL).
+    local_port: int = Field(8765, ge=1, le=65535)
     # The Docusaurus site that build-frontend builds (its docs/, package-lock.json, build/).
     frontend_dir: Path = Path("frontend")
 

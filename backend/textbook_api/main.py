@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from textbook_api.api.deployments import install_error_handlers
 from textbook_api.api.deployments import router as deployments_router
 from textbook_api.api.health import router as health_router
 from textbook_api.api.query import router as query_router
+from textbook_api.config import get_settings
 
 
 def create_app() -> FastAPI:
@@ -20,6 +22,11 @@ def create_app() -> FastAPI:
     app.include_router(query_router)
     app.include_router(deployments_router)
     install_error_handlers(app)
+    site = get_settings().site_dir
+    if site is not None:
+        # The textbook at `/`, so the local stack is one URL. StaticFiles resolves the path on
+        # every request, so a release switch (a symlink swap) takes effect at once.
+        app.mount("/", StaticFiles(directory=site, html=True, check_dir=False), name="site")
     return app
 
 

@@ -3,10 +3,15 @@
 from pipeline.core import Operation
 from pipeline.operations import (
     build_frontend,
+    deploy_backend,
+    deploy_frontend,
+    down,
     monitor,
     populate_embeddings,
+    rollback,
     run_migrations,
     status,
+    up,
 )
 
 OPERATIONS: dict[str, Operation] = {
@@ -17,5 +22,10 @@ OPERATIONS: dict[str, Operation] = {
         build_frontend.OPERATION,
         status.OPERATION,
         monitor.OPERATION,
+        deploy_backend.OPERATION,
+        deploy_frontend.OPERATION,
+        rollback.OPERATION,
+        up.OPERATION,
+        down.OPERATION,
     )
 }

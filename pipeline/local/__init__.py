@@ -1,0 +1,1 @@
+"""The local deploy target: releases on this host behind one stable loopback port."""
