@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"TEST_DATABASE must be sqlite or postgres, not {TEST_DATABASE!r}")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the test server, dropped afterwards."""
+@contextmanager
+def _postgres_database() -> Iterator[str]:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"textbook_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -47,6 +47,13 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the test server, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -94,3 +101,13 @@ def door_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     import sys
 
     return {**os.environ, "PIPELINE_PYTHON": sys.executable, **(extra or {})}
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database shared by one module's tests (for fixtures that outlive a single test)."""
+    if TEST_DATABASE == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'textbook.db'}"
+        return
+    with _postgres_database() as url:
+        yield url

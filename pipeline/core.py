@@ -179,9 +179,9 @@ def execute(
                 cancelled = isinstance(error, Cancelled | KeyboardInterrupt)
                 error_text = "cancelled" if cancelled else f"{step.name}: {describe_error(error)}"
                 console.error(error_text)
+                run.roll_back()  # first, so that the failure's record outlives any restore
                 if recorder is not None:
                     recorder.step_finished(step.name, time.perf_counter() - started, error_text)
-                run.roll_back()
                 state = "cancelled" if cancelled else "failed"
                 code = error.exit_code if isinstance(error, PipelineError) else ExitCode.FAILED
                 break

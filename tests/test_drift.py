@@ -49,6 +49,25 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
         ("--job", "7", "--limit", "5"),
         ("--limit", "0"),
     ],
+    "deploy-backend": [
+        ("--dry-run", "--port", "18765"),
+        ("--dry-run", "--port", "18765", "--keep", "3", "--health-attempts", "5"),
+        ("--dry-run", "--target", "mars"),
+    ],
+    "deploy-frontend": [
+        ("--dry-run", "--prebuilt"),
+        ("--dry-run", "--target", "vercel"),
+    ],
+    "rollback": [
+        ("--dry-run", "--port", "18765"),
+        ("--dry-run", "--service", "nothing"),
+    ],
+    "up": [
+        ("--dry-run", "--port", "18765"),
+    ],
+    "down": [
+        ("--dry-run",),
+    ],
     "monitor": [
         ("--dry-run", "--once"),
         ("--dry-run", "--interval", "10", "--timeout", "2"),

@@ -26,6 +26,9 @@ from typing import Literal
 import uvicorn
 
 
+ACCEPT_SETTLE_SECONDS = 0.5
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server whose signals this module handles (two servers share one process)."""
 
@@ -65,6 +68,21 @@ async def _serve(shared_fd: int, state_file: Path, drain_seconds: int) -> None:
             tasks.append(asyncio.create_task(public.serve(sockets=[shared])))
 
     def drain() -> None:
+        # Stop accepting, then let the connections already accepted finish on their own:
+        # uvicorn's shutdown would close those that have not sent their request yet.
+        for server in (gate, public):
+            for listener in getattr(server, "servers", []):
+                listener.close()
+        asyncio.ensure_future(stop_when_idle(loop.time() + drain_seconds))
+
+    async def stop_when_idle(deadline: float) -> None:
+        # Connections accepted in the same loop turn as the close become protocols a little
+        # later: give them that moment before counting.
+        await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
+        while loop.time() < deadline and any(
+            server.server_state.connections for server in (gate, public)
+        ):
+            await asyncio.sleep(0.05)
         gate.should_exit = public.should_exit = True
 
     loop.add_signal_handler(signal.SIGUSR1, switch)

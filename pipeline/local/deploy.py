@@ -60,6 +60,9 @@ class Target:
         if self.gate.attempts < 1:
             raise UsageError("--health-attempts must be at least 1")
 
+    def check_port(self) -> None:
+        keeper.check_port("127.0.0.1", self.port, self.layout.control)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
@@ -192,7 +195,7 @@ def backend_switch_steps(target: Target, chosen: Callable[[Run], Release]) -> li
         server.switch_in(started, release, layout)
         run.state["switched"] = True
         switch(layout, "backend", release)
-        release.update(state="live", job_id=run.recorder.job_id if run.recorder else None)
+        release.go_live(run.recorder.job_id if run.recorder else None)
         run.console.print(f"    serving {release.id} at {target.url}")
 
     def drain(run: Run) -> None:
@@ -257,7 +260,7 @@ def site_switch_step(target: Target, chosen: Callable[[Run], Release], name: str
         switch(target.layout, "frontend", release)
         if previous is not None and previous.id != release.id:
             previous.update(state="retired")
-        release.update(state="live", job_id=run.recorder.job_id if run.recorder else None)
+        release.go_live(run.recorder.job_id if run.recorder else None)
         run.console.print(f"    serving {release.id}")
 
     return Step("switch", f"ln -sfn {name} {target.layout.current_link('frontend')}", swap)

@@ -77,17 +77,43 @@ def port_owner(port: int) -> str:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
+    wanted = {f"socket:[{inode}]" for inode in inodes}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
-            if any(f"socket:[{inode}]" in links for inode in inodes):
+        if proc.name.isdigit() and wanted & _fd_targets(proc):
+            try:
                 command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-                return f"pid {proc.name} ({command[:120]})"
-        except OSError:
-            continue
+            except OSError:
+                command = "?"
+            return f"pid {proc.name} ({command[:120]})"
     return "another process"
+
+
+def _fd_targets(proc: Path) -> set[str]:
+    targets = set()
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return targets
+    for fd in fds:
+        try:
+            targets.add(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile (or not ours to see)
+    return targets
+
+
+def check_port(host: str, port: int, control: Path) -> None:
+    """Refuse (exit 2) a port that another process than our keeper listens on."""
+    shared = fetch(control)
+    if shared is not None:
+        shared.close()
+        return
+    try:
+        _listen(host, port).close()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is taken by {port_owner(port)}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
 def ensure(host: str, port: int, control: Path, log: Path) -> socket.socket:
@@ -95,12 +121,7 @@ def ensure(host: str, port: int, control: Path, log: Path) -> socket.socket:
     shared = fetch(control)
     if shared is not None:
         return shared
-    try:
-        _listen(host, port).close()
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            raise UsageError(f"port {port} on {host} is taken by {port_owner(port)}") from None
-        raise
+    check_port(host, port, control)
     control.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
         subprocess.Popen(  # nosec B603: our own module, fixed arguments

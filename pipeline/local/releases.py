@@ -65,6 +65,9 @@ class Release:
     def state(self) -> str:
         return str(self.meta.get("state", "prepared"))
 
+    def go_live(self, job_id: int | None) -> None:
+        self.update(state="live", live_since=datetime.now(UTC).isoformat(), job_id=job_id)
+
     def update(self, **fields: Any) -> None:
         meta = {**self.meta, **fields}
         partial = self.path / "release.json.tmp"
@@ -93,13 +96,14 @@ def current(layout: Layout, service: str) -> Release | None:
 
 
 def previous_served(layout: Layout, service: str) -> Release | None:
-    """The rollback target: the newest release served before the current one."""
+    """The rollback target: of the releases served before, the one switched in most recently."""
     now = current(layout, service)
-    earlier = [
+    served = [
         r for r in releases(layout, service)
-        if r.state in SERVED_STATES and (now is None or r.id < now.id)
+        if r.state in SERVED_STATES and (now is None or r.id != now.id)
     ]
-    return earlier[-1] if earlier else None
+    served.sort(key=lambda r: str(r.meta.get("live_since", "")))
+    return served[-1] if served else None
 
 
 def find(layout: Layout, service: str, release_id: str) -> Release | None:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pathlib import Path
+
 import httpx
 
 from pipeline.errors import OperationFailed
@@ -41,10 +43,11 @@ def alive(pid: int) -> bool:
     except ChildProcessError:
         pass  # not our child: ask the kernel instead
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    # A zombie has exited; only its parent (maybe another process) can reap it.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def running(layout: Layout) -> Running | None:

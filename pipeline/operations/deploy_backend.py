@@ -46,6 +46,7 @@ def steps(target: Target, keep: int) -> list[Step]:
 
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     target = Target(settings, options)
+    target.check_port()
     uv()
     return Plan(NAME, target.context(), tuple(steps(target, keep_releases(options))),
                 service="backend", target="local", environment=target.environment)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipeline.core import Operation, OptionValue, Plan, Step
+from pipeline.core import Operation, Option, OptionValue, Plan, Step
 from pipeline.local.deploy import (
     KEEP_OPTION,
     TARGET_OPTIONS,
@@ -23,15 +23,23 @@ from pipeline.operations import build_frontend
 from textbook_api.config import Settings
 
 NAME = "deploy-frontend"
-OPTIONS = (*TARGET_OPTIONS, KEEP_OPTION)
+OPTIONS = (
+    *TARGET_OPTIONS,
+    KEEP_OPTION,
+    Option("prebuilt", "deploy the site already built in FRONTEND_DIR/build (no build step)",
+           False),
+)
 # The local stack serves the site and the API on one origin: build with that profile.
 LOCAL_PROFILE = "local"
 
 
-def steps(target: Target, keep: int) -> list[Step]:
+def steps(target: Target, keep: int, *, prebuilt: bool = False) -> list[Step]:
+    build = [] if prebuilt else composed(
+        build_frontend.OPERATION, target.settings, environment=LOCAL_PROFILE
+    )
     return [
         lock_step(target, "frontend"),
-        *composed(build_frontend.OPERATION, target.settings, environment=LOCAL_PROFILE),
+        *build,
         *site_steps(target, target.settings.frontend_dir / "build"),
         prune_step(target, "frontend", keep),
     ]
@@ -39,7 +47,8 @@ def steps(target: Target, keep: int) -> list[Step]:
 
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     target = Target(settings, options)
-    return Plan(NAME, target.context(), tuple(steps(target, keep_releases(options))),
+    selected = steps(target, keep_releases(options), prebuilt=bool(options["prebuilt"]))
+    return Plan(NAME, target.context(), tuple(selected),
                 service="frontend", target="local", environment=target.environment)
 
 

@@ -74,6 +74,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     if service not in (*SERVICES, "all"):
         raise UsageError(f"--service must be backend, frontend or all, not {service!r}")
     services = SERVICES if service == "all" else (service,)
+    if "backend" in services:
+        target.check_port()
     if options["to"] and len(services) > 1:
         raise UsageError("--to names one service's release: use it with --service")
     steps: list[Step] = []

@@ -86,12 +86,14 @@ def _backup_step(database_file: Path) -> Step:
     def back_up(run: Run) -> None:
         run.resources.callback(backup.unlink, missing_ok=True)
         if not database_file.exists():
-            run.on_failure(f"remove the new {database_file}", database_file.unlink)
+            run.on_failure(f"remove the new {database_file} unless migrated", lambda: (
+                None if run.state.get("migrated") else database_file.unlink()
+            ))
             return
         _copy_database(database_file, backup)
-        run.on_failure(
-            f"restore {database_file} from {backup}", lambda: _copy_database(backup, database_file)
-        )
+        run.on_failure(f"restore {database_file} from {backup} unless migrated", lambda: (
+            None if run.state.get("migrated") else _copy_database(backup, database_file)
+        ))
 
     return Step("backup", f"sqlite3 {database_file} .backup {backup}", back_up)
 
@@ -113,6 +115,9 @@ def _migrate_step(config: Config, revision: str, downgrade: bool) -> Step:
         connection.commit()  # end the read so that Alembic opens (and commits) its own transaction
         config.attributes["connection"] = connection
         migrate(config, revision)
+        # Later steps of a composed run (a deploy) may fail; the schema stays: releases are
+        # written to run on the schema before and after each migration.
+        run.state["migrated"] = True
         run.console.print(
             f"    {_revisions(before)} -> {_revisions(current_revisions(connection))}"
         )

@@ -22,6 +22,7 @@ OPTIONS = (*TARGET_OPTIONS, *GATE_OPTIONS, KEEP_OPTION)
 
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     target = Target(settings, options)
+    target.check_port()
     keep = keep_releases(options)
 
     def announce(run: Run) -> None:
