@@ -89,7 +89,7 @@ def port_owner(port: int) -> str:
 
 
 def _fd_targets(proc: Path) -> set[str]:
-    targets = set()
+    targets: set[str] = set()
     try:
         fds = list((proc / "fd").iterdir())
     except OSError:
