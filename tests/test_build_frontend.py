@@ -29,6 +29,8 @@ from pipeline.locks import file_lock
 from pipeline.operations import build_frontend
 from pipeline.operations.build_frontend import doc_slug, install_state
 
+pytestmark = pytest.mark.integration
+
 FRONTEND = ROOT / "frontend"
 COPY_IGNORE = shutil.ignore_patterns("node_modules", "build", ".docusaurus", "artifacts")
 

@@ -25,6 +25,8 @@ from pipeline.locks import file_lock
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
+pytestmark = pytest.mark.integration
+
 BROKEN_READY = '''
 @router.get("/ready", response_model=Ready, responses={503: {"description": "not ready"}})
 def ready() -> Ready:

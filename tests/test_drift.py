@@ -141,6 +141,7 @@ def test_every_operation_has_parity_cases() -> None:
     assert set(PARITY_CASES) == set(OPERATIONS)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("operation", "args"), [(op, args) for op, cases in PARITY_CASES.items() for args in cases]
 )
@@ -153,6 +154,7 @@ def test_both_doors_print_the_same_plan_and_exit_code(
     assert "plan" in script[1] or script[0] != 0
 
 
+@pytest.mark.integration
 def test_a_difference_between_the_doors_is_caught(door_settings: dict[str, str]) -> None:
     script = door_output(
         "script", "run-migrations", ("--dry-run", "--lock-timeout", "7"), door_settings

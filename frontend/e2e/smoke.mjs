@@ -19,6 +19,8 @@ const BUILD_DIR = path.join(ROOT, 'build');
 const ARTIFACTS_DIR = path.resolve(ROOT, process.env.E2E_ARTIFACTS_DIR || 'e2e/artifacts');
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 30000);
+// Set to a running local stack (`invoke up`): the question then gets a real, cited answer.
+const STACK_URL = process.env.E2E_STACK_URL || '';
 
 const SITE_TITLE = 'Physical AI & Humanoid Robotics';
 const CHAPTER_PATH = '/docs/kinematics';
@@ -104,7 +106,7 @@ async function check(name, fn) {
 }
 
 async function main() {
-  if (!existsSync(path.join(BUILD_DIR, 'index.html'))) {
+  if (!STACK_URL && !existsSync(path.join(BUILD_DIR, 'index.html'))) {
     fail(`no build found at ${BUILD_DIR}; run \`npm run build\` first`);
     return;
   }
@@ -115,9 +117,8 @@ async function main() {
   mkdirSync(ARTIFACTS_DIR, {recursive: true});
 
   const apiHits = [];
-  const server = await startServer(apiHits);
-  const {port} = server.address();
-  const base = `http://127.0.0.1:${port}`;
+  const server = STACK_URL ? null : await startServer(apiHits);
+  const base = STACK_URL ? STACK_URL.replace(/\/$/, '') : `http://127.0.0.1:${server.address().port}`;
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'e2e-chromium-'));
   const pageErrors = [];
   let context;
@@ -174,6 +175,23 @@ async function main() {
       }
     });
 
+    if (STACK_URL) {
+      await check('a question about a chapter gets an answer citing that chapter', async () => {
+        await page.getByLabel('Your question').fill('What is forward kinematics?');
+        await page.keyboard.press('Enter');
+        const dialog = page.getByRole('dialog', {name: 'Ask the textbook'});
+        await dialog.locator('a[href*="/docs/kinematics"]').first().waitFor({state: 'visible'});
+      });
+      const shot = path.join(ARTIFACTS_DIR, 'stack-cited-answer.png');
+      await page.screenshot({path: shot, fullPage: false});
+      console.log(`ok - screenshot saved to ${shot}`);
+      if (pageErrors.length > 0) {
+        throw new Error(`uncaught page errors: ${pageErrors.join(' | ')}`);
+      }
+      console.log('E2E stack round trip passed');
+      return;
+    }
+
     await check('asking a question shows the backend-unreachable message', async () => {
       await page.getByLabel('Your question').fill('What is the zero moment point?');
       await page.keyboard.press('Enter');
@@ -197,8 +215,10 @@ async function main() {
     if (context) {
       await context.close().catch(() => {});
     }
-    await new Promise((resolve) => server.close(resolve));
-    server.closeAllConnections?.();
+    if (server) {
+      await new Promise((resolve) => server.close(resolve));
+      server.closeAllConnections?.();
+    }
     rmSync(userDataDir, {recursive: true, force: true});
   }
 }
