@@ -79,8 +79,8 @@ def tests(session: nox.Session, database: str) -> None:
     """
     sync(session, "test")
     name = f"{session.python}-{database}"
-    scope = [] if session.python == PYTHONS[0] else ["-m", "not integration",
-                                                      "--cov-fail-under=75"]
+    full = session.python == PYTHONS[0]
+    scope = [] if full else ["-m", "not integration", "--cov-fail-under=75"]
     session.run(
         "pytest",
         f"--cov-report=xml:var/coverage/coverage-{name}.xml",
