@@ -130,9 +130,8 @@ def _build_chat(api_key: SecretStr, model: str, base_url: str | None, max_retrie
 
 def get_chat(settings: Settings) -> CohereChat | None:
     """Cohere chat when `COHERE_API_KEY` is set (generative answers), else None."""
-    if not _secret(settings.cohere_api_key):
+    if settings.cohere_api_key is None or not _secret(settings.cohere_api_key):
         return None
-    assert settings.cohere_api_key is not None
     return _build_chat(settings.cohere_api_key, settings.cohere_chat_model,
                        settings.cohere_base_url, settings.cohere_max_retries,
                        settings.cohere_timeout)
