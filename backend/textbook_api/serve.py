@@ -68,11 +68,15 @@ async def _serve(shared_fd: int, state_file: Path, drain_seconds: int) -> None:
             tasks.append(asyncio.create_task(public.serve(sockets=[shared])))
 
     def drain() -> None:
-        # Stop accepting, then let the connections already accepted finish on their own:
-        # uvicorn's shutdown would close those that have not sent their request yet.
+        # Stop accepting by no longer watching the listening sockets, then let the connections
+        # already accepted finish on their own (uvicorn's shutdown would close those that have
+        # not sent their request yet). Closing the asyncio servers here instead would reset
+        # the connections accepted earlier in this loop turn: CPython's Server._attach refuses
+        # a closed server and drops the accepted socket without a word.
         for server in (gate, public):
             for listener in getattr(server, "servers", []):
-                listener.close()
+                for listening in listener.sockets:
+                    loop.remove_reader(listening.fileno())
         asyncio.ensure_future(stop_when_idle(loop.time() + drain_seconds))
 
     async def stop_when_idle(deadline: float) -> None:
