@@ -1,16 +1,25 @@
-"""Test databases: every test gets a database of its own, made and dropped around it.
+"""Shared test helpers. Test databases: every test gets a database of its own, made and dropped
+around it; TEST_DATABASE (sqlite | postgres) picks the dialect, as the nox `tests` matrix sets
+it. Under CI=true a missing PostgreSQL server fails the tests that need it; elsewhere they skip.
 
-TEST_DATABASE (sqlite | postgres) picks the dialect, as the nox `tests` matrix sets it. Under
-CI=true a missing PostgreSQL server fails the tests that need it; elsewhere they skip.
+Cohere is the one remote service the tests stand in for, with `FakeCohere` on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -111,3 +120,79 @@ def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     with _postgres_database() as url:
         yield url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_docs(root: Path, files: dict[str, str]) -> Path:
+    """Write ``{relative path: content}`` under root (content dedented)."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+    return root
+
+
+@dataclass
+class FakeCohere:
+    """Cohere's embed and chat endpoints on 127.0.0.1.
+
+    Each request takes its (status, headers) from `script` while it lasts, then `status`. Embed
+    answers `dimension`-sized vectors, chat answers `reply`; an error echoes the Authorization
+    header back, as a careless server might, so the tests can prove the key is scrubbed.
+    """
+
+    url: str = ""
+    status: int = 200
+    dimension: int = 8
+    reply: str = "Balance [1]."
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+    def respond(
+        self, path: str, body: dict[str, Any], auth: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        self.requests.append({"path": path, "body": body, "auth": auth})
+        self.times.append(time.monotonic())
+        status, headers = self.script.pop(0) if self.script else (self.status, {})
+        if status != 200:
+            return status, headers, {"message": f"error for {auth}"}
+        if path.endswith("/embed"):
+            vectors = [[float(len(text) % 7 + i) for i in range(self.dimension)]
+                       for text in body["texts"]]
+            return status, headers, {"embeddings": {"float": vectors}}
+        return status, headers, {"message": {"content": [{"type": "text", "text": self.reply}]}}
+
+
+@pytest.fixture
+def fake_cohere() -> Iterator[FakeCohere]:
+    fake = FakeCohere()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, headers, payload = fake.respond(
+                self.path, body, self.headers.get("Authorization")
+            )
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json",
+                                "Content-Length": str(len(data))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield fake
+    server.shutdown()
+    server.server_close()

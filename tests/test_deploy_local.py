@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, door_command, door_env, free_port
 from pipeline import cli
 from pipeline.local import server
 from pipeline.local.loadgen import Load
@@ -32,12 +32,6 @@ BROKEN_READY = '''
 def ready() -> Ready:
     raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "this release is broken on purpose")
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Stack:

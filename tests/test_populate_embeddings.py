@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import textwrap
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, FakeCohere, door_command, door_env, free_port, write_docs
 from pipeline import cli
 from pipeline.locks import file_lock
 from textbook_api.rag.store import ensure_collection, open_store
 
 KEY = "sk-cohere-SECRET-31337"
-DIM = 8
 
 BOOK = {
     "intro.md": """
@@ -62,14 +56,6 @@ BOOK = {
         The contact force must stay inside the friction cone to avoid slipping.
         """,
 }
-
-
-def write_docs(root: Path, files: dict[str, str]) -> Path:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
-    return root
 
 
 @pytest.fixture
@@ -245,55 +231,16 @@ def test_a_collection_of_another_model_exits_2(
 # --------------------------------------------------------------------------- Cohere
 
 
-class FakeCohere:
-    """`/v1/embed` on 127.0.0.1: answers `status` (200 with DIM-sized vectors, or an error)."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.requests = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests += 1
-                if fake.status == 200:
-                    vectors = [[float((len(t) + i) % 5 + 1) for i in range(DIM)]
-                               for t in body["texts"]]
-                    payload: dict[str, Any] = {"embeddings": {"float": vectors}}
-                else:
-                    payload = {"message": f"down for {self.headers['Authorization']}"}
-                data = json.dumps(payload).encode()
-                self.send_response(fake.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
-def cohere(monkeypatch: pytest.MonkeyPatch, settings_env: dict[str, str]) -> Iterator[FakeCohere]:
-    fake = FakeCohere()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    for name, value in {"EMBEDDER": "cohere", "COHERE_API_KEY": KEY, "COHERE_BASE_URL": fake.url,
-                        "COHERE_EMBED_DIMENSION": str(DIM), "COHERE_MAX_RETRIES": "1"}.items():
+def cohere(
+    fake_cohere: FakeCohere, monkeypatch: pytest.MonkeyPatch, settings_env: dict[str, str]
+) -> FakeCohere:
+    for name, value in {"EMBEDDER": "cohere", "COHERE_API_KEY": KEY,
+                        "COHERE_BASE_URL": fake_cohere.url,
+                        "COHERE_EMBED_DIMENSION": str(fake_cohere.dimension),
+                        "COHERE_MAX_RETRIES": "1"}.items():
         monkeypatch.setenv(name, value)
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return fake_cohere
 
 
 def test_cohere_down_exits_1_with_the_index_unchanged(
@@ -314,7 +261,7 @@ def test_cohere_down_exits_1_with_the_index_unchanged(
     assert code == 1
     assert "embedding failed; the index was not changed" in err
     assert "HTTP 500" in err
-    assert cohere.requests > 1  # retried
+    assert len(cohere.requests) > 1  # retried
     assert KEY not in out + err
     assert snapshot(data) == before
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import FakeCohere, write_docs
 from textbook_api.config import Settings
 from textbook_api.main import create_app
 from textbook_api.rag.chunking import load_corpus
@@ -59,10 +56,7 @@ def api(settings_env: dict[str, str]) -> Iterator[TestClient]:
 
 def index(tmp_path: Path) -> Settings:
     """Index DOCS through the same factory the API reads with."""
-    docs = tmp_path / "docs"
-    for rel, content in DOCS.items():
-        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
-        (docs / rel).write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+    docs = write_docs(tmp_path / "docs", DOCS)
     settings = Settings()
     embedder = retrieval.get_embedder(settings)
     chunks = load_corpus(docs, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
@@ -146,49 +140,22 @@ def test_the_lease_lingers_then_yields_to_the_indexer(
     assert not retrieval.reader_is_open(Settings())  # linger 0: closed after each query
 
 
-class FakeChat:
-    def __init__(self) -> None:
-        self.status = 200
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                if fake.status == 200:
-                    payload: Any = {"message": {"content": [
-                        {"type": "text", "text": "It stays in the support polygon [1]."}]}}
-                else:
-                    payload = {"message": f"broken for {self.headers['Authorization']}"}
-                data = json.dumps(payload).encode()
-                self.send_response(fake.status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
-def chat(monkeypatch: pytest.MonkeyPatch, settings_env: dict[str, str]) -> Iterator[FakeChat]:
-    fake = FakeChat()
-    threading.Thread(target=fake.server.serve_forever, daemon=True).start()
+def chat(
+    fake_cohere: FakeCohere, monkeypatch: pytest.MonkeyPatch, settings_env: dict[str, str]
+) -> FakeCohere:
+    fake_cohere.reply = "It stays in the support polygon [1]."
     monkeypatch.setenv("COHERE_API_KEY", KEY)
-    monkeypatch.setenv("COHERE_BASE_URL", fake.url)
+    monkeypatch.setenv("COHERE_BASE_URL", fake_cohere.url)
     monkeypatch.setenv("COHERE_MAX_RETRIES", "0")
     from textbook_api.config import get_settings
 
     get_settings.cache_clear()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    return fake_cohere
 
 
 def test_a_cohere_key_gives_generative_answers_and_failures_fall_back(
-    chat: FakeChat, api: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    chat: FakeCohere, api: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     index(tmp_path)
     body = ask(api, "Where must the zero moment point stay?").json()

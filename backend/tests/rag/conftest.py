@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,10 @@ from qdrant_client import QdrantClient
 from textbook_api.rag.embedders import LocalEmbedder
 from textbook_api.rag.store import open_client
 
-WriteDocs = Callable[[Path, dict[str, str]], Path]
-
 
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
     return LocalEmbedder(batch_size=16)
-
-
-def write_docs(root: Path, files: dict[str, str]) -> Path:
-    """Write ``{relative path: content}`` under root (content dedented)."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
-    return root
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_docs
 from textbook_api.rag.chunking import (
     CHUNKER_VERSION,
     chunk_document,
@@ -16,7 +17,7 @@ from textbook_api.rag.chunking import (
 from textbook_api.rag.embedders import LocalEmbedder
 from textbook_api.rag.errors import CorpusError
 
-from .conftest import BOOK, write_docs
+from .conftest import BOOK
 
 
 def test_front_matter_title_slug_and_urls(tmp_path: Path) -> None:

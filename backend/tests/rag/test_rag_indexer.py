@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from conftest import write_docs
 from textbook_api.rag.chunking import load_corpus
 from textbook_api.rag.embedders import CohereEmbedder, LocalEmbedder
 from textbook_api.rag.errors import IndexMismatchError, MassDeleteError, StoreError
@@ -20,7 +21,7 @@ from textbook_api.rag.store import (
     open_store,
 )
 
-from .conftest import BOOK, write_docs
+from .conftest import BOOK
 
 COLL = "book"
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_docs
 from textbook_api.rag.chunking import load_corpus
 from textbook_api.rag.embedders import LocalEmbedder
 from textbook_api.rag.indexer import stored_hashes, sync_index
 from textbook_api.rag.store import open_store
 
-from .conftest import BOOK, write_docs
+from .conftest import BOOK
 
 CHILD = """
 import sys

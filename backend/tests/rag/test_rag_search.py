@@ -6,12 +6,13 @@ from pathlib import Path
 
 from qdrant_client import QdrantClient
 
+from conftest import write_docs
 from textbook_api.rag.chunking import load_corpus
 from textbook_api.rag.embedders import LocalEmbedder
 from textbook_api.rag.indexer import sync_index
 from textbook_api.rag.search import NO_ANSWER, answer, recall_at_k, search
 
-from .conftest import BOOK, write_docs
+from .conftest import BOOK
 
 
 def test_search_answer_and_recall(tmp_path: Path, client: QdrantClient,
