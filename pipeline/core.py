@@ -196,3 +196,9 @@ def execute(
     if code == ExitCode.OK:
         console.print(f"{plan.operation}: done")
     return code
+
+
+def composed(operation: Operation, settings: Settings, **options: OptionValue) -> list[Step]:
+    """Another operation's steps, prefixed with its name, to run inside this plan."""
+    steps = operation.plan(settings, operation.defaults(**options)).steps
+    return [Step(f"{operation.name}:{s.name}", s.describe, s.action) for s in steps]
