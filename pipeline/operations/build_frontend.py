@@ -333,6 +333,16 @@ def _megabytes(size: int) -> str:
 # --------------------------------------------------------------------------- steps
 
 
+@dataclass
+class _Built:
+    """What the build's steps learn and the record step writes down."""
+
+    npm_version: str = ""
+    sha256: str = ""
+    size: int = 0
+    files: int = 0
+
+
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     profile = select_profile(settings, options.get("environment"), DEPLOY_CONFIG)
     frontend = settings.frontend_dir
@@ -350,6 +360,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     lock_path = settings.data_dir / f"{NAME}.lock"
     env = profile.build_env()
 
+    built = _Built()
+
     def lock(run: Run) -> None:
         run.resources.enter_context(file_lock(lock_path, NAME, 0))
 
@@ -360,8 +372,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         )
         if result.returncode != 0:
             raise UsageError(f"{tools.npm} --version failed: {result.stderr.strip()}")
-        run.state["npm_version"] = result.stdout.strip()
-        run.console.print(f"    node {tools.node_version}, npm {run.state['npm_version']}")
+        built.npm_version = result.stdout.strip()
+        run.console.print(f"    node {tools.node_version}, npm {built.npm_version}")
 
     def check_docs(run: Run) -> None:
         for source, candidates in pages.items():
@@ -406,14 +418,14 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             raise OperationFailed(
                 f"{output} is {_megabytes(size)}, over the {_megabytes(SIZE_BUDGET_BYTES)} budget"
             )
-        run.state["tree"] = (found.sha256, size, count)
+        built.sha256, built.size, built.files = found.sha256, size, count
         run.console.print(
             f"    index.html and {len(pages)}/{len(pages)} doc pages;"
             f" {count} files, {_megabytes(size)} of the {_megabytes(SIZE_BUDGET_BYTES)} budget"
         )
 
     def record(run: Run) -> None:
-        sha256, size, count = run.state["tree"]
+        sha256, size, count = built.sha256, built.size, built.files
         created = datetime.now(UTC)
         manifest = {
             "kind": ARTIFACT_KIND,
@@ -428,7 +440,7 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             "site_url": profile.site_url,
             "api_base_url": profile.api_base_url,
             "node": tools.node_version,
-            "npm": run.state.get("npm_version", ""),
+            "npm": built.npm_version,
             "created_at": created.isoformat(),
         }
         artifacts.mkdir(parents=True, exist_ok=True)

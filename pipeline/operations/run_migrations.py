@@ -10,6 +10,7 @@ import io
 import sqlite3
 from collections.abc import Callable, Mapping
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,14 +39,22 @@ OPTIONS = (
 )
 
 
-def _connect(database: Database, run: Run) -> Connection:
+@dataclass
+class _Migration:
+    """What the migration's steps hand each other."""
+
+    connection: Connection | None = None
+    migrated: bool = False
+
+
+def _connect(database: Database, run: Run, migration: _Migration) -> Connection:
     engine = database.engine(NAME)
     run.resources.callback(engine.dispose)
     try:
         connection = run.resources.enter_context(engine.connect())
     except OperationalError as error:
         raise database.unreachable(error) from None
-    run.state["connection"] = connection
+    migration.connection = connection
     return connection
 
 
@@ -60,19 +69,19 @@ def _validate_revision(config: Config, revision: str) -> None:
         raise UsageError(f"unknown revision {revision!r}: {error}") from None
 
 
-def _lock_step(database: Database, timeout: int) -> Step:
+def _lock_step(database: Database, timeout: int, migration: _Migration) -> Step:
     sqlite_file = database.sqlite_file
     if sqlite_file is not None:
         lock_path = sqlite_file.with_name(sqlite_file.name + ".migrate.lock")
 
         def take_file_lock(run: Run) -> None:
             run.resources.enter_context(file_lock(lock_path, NAME, timeout))
-            _connect(database, run)
+            _connect(database, run, migration)
 
         return Step("lock", f"flock {lock_path} (wait at most {timeout}s)", take_file_lock)
 
     def take_advisory_lock(run: Run) -> None:
-        connection = _connect(database, run)
+        connection = _connect(database, run, migration)
         run.resources.enter_context(postgres_advisory_lock(connection, NAME, timeout))
 
     return Step(
@@ -80,19 +89,19 @@ def _lock_step(database: Database, timeout: int) -> Step:
     )
 
 
-def _backup_step(database_file: Path) -> Step:
+def _backup_step(database_file: Path, migration: _Migration) -> Step:
     backup = database_file.with_name(database_file.name + ".pre-migrate")
 
     def back_up(run: Run) -> None:
         run.resources.callback(backup.unlink, missing_ok=True)
         if not database_file.exists():
             run.on_failure(f"remove the new {database_file} unless migrated", lambda: (
-                None if run.state.get("migrated") else database_file.unlink()
+                None if migration.migrated else database_file.unlink()
             ))
             return
         _copy_database(database_file, backup)
         run.on_failure(f"restore {database_file} from {backup} unless migrated", lambda: (
-            None if run.state.get("migrated") else _copy_database(backup, database_file)
+            None if migration.migrated else _copy_database(backup, database_file)
         ))
 
     return Step("backup", f"sqlite3 {database_file} .backup {backup}", back_up)
@@ -105,19 +114,21 @@ def _copy_database(source_file: Path, target_file: Path) -> None:
             source.backup(target)
 
 
-def _migrate_step(config: Config, revision: str, downgrade: bool) -> Step:
+def _migrate_step(config: Config, revision: str, downgrade: bool, migration: _Migration) -> Step:
     verb = "downgrade" if downgrade else "upgrade"
     migrate: Callable[[Config, str], None] = command.downgrade if downgrade else command.upgrade
 
     def run_alembic(run: Run) -> None:
-        connection: Connection = run.state["connection"]
+        connection = migration.connection
+        if connection is None:
+            raise OperationFailed("no database connection was opened")
         before = current_revisions(connection)
         connection.commit()  # end the read so that Alembic opens (and commits) its own transaction
         config.attributes["connection"] = connection
         migrate(config, revision)
         # Later steps of a composed run (a deploy) may fail; the schema stays: releases are
         # written to run on the schema before and after each migration.
-        run.state["migrated"] = True
+        migration.migrated = True
         run.console.print(
             f"    {_revisions(before)} -> {_revisions(current_revisions(connection))}"
         )
@@ -127,7 +138,7 @@ def _migrate_step(config: Config, revision: str, downgrade: bool) -> Step:
 
 def _check_step(database: Database, config: Config) -> Step:
     def compare(run: Run) -> None:
-        current = current_revisions(_connect(database, run))
+        current = current_revisions(_connect(database, run, _Migration()))
         heads = head_revisions(config)
         if current != heads:
             raise OperationFailed(
@@ -140,11 +151,13 @@ def _check_step(database: Database, config: Config) -> Step:
 
 
 def _sql_steps(database: Database, config: Config, revision: str, out_dir: Path) -> list[Step]:
+    current: set[str] = set()
+
     def read_current(run: Run) -> None:
-        run.state["current"] = current_revisions(_connect(database, run))
+        current.update(current_revisions(_connect(database, run, _Migration())))
 
     def render(run: Run) -> None:
-        start = ",".join(sorted(run.state["current"])) or "base"
+        start = ",".join(sorted(current)) or "base"
         buffer = io.StringIO()
         config.output_buffer = buffer
         command.upgrade(config, f"{start}:{revision}", sql=True)
@@ -185,10 +198,11 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             database, config, revision, settings.data_dir.resolve() / "artifacts" / NAME
         )
     else:
-        steps = [_lock_step(database, timeout)]
+        migration = _Migration()
+        steps = [_lock_step(database, timeout, migration)]
         if database.sqlite_file is not None:
-            steps.append(_backup_step(database.sqlite_file))
-        steps.append(_migrate_step(config, revision, downgrade=bool(downgrade)))
+            steps.append(_backup_step(database.sqlite_file, migration))
+        steps.append(_migrate_step(config, revision, bool(downgrade), migration))
     context = {"environment": settings.environment, "database": database.display()}
     return Plan(
         NAME, context, tuple(steps), service="database", target=database.dialect, record_live=False
