@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,19 +65,34 @@ def postgres_advisory_lock(connection: Connection, name: str, timeout: float) ->
         connection.commit()
 
 
-def _file_holder(path: Path) -> str:
+@dataclass(frozen=True)
+class Holder:
+    """Who a lock file says holds (or, when found stale, held) the lock."""
+
+    description: str
+    job_id: int | None = None  # the recorded job of the run that took it
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _file_holder(path: Path) -> Holder:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return f"'{record['holder']}' since {record['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "an unknown process"
+        job_id = record.get("job_id")
+        return Holder(f"'{record['holder']}' since {record['since']}",
+                      job_id if isinstance(job_id, int) else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return Holder("an unknown process")
 
 
 @contextmanager
 def file_lock(
-    path: Path, operation: str, timeout: float, *, renew_seconds: float = 0
-) -> Iterator[str | None]:
-    """An flock on `path` (released by the kernel if the holder dies); the file names the holder.
+    path: Path, operation: str, timeout: float, *, renew_seconds: float = 0,
+    job_id: int | None = None,
+) -> Iterator[Holder | None]:
+    """An flock on `path` (released by the kernel if the holder dies); the file names the holder
+    and, given `job_id`, the job recording its run.
 
     Yields the holder a previous run left in the file when it died holding the lock (a stale
     lock, recovered by taking it), else None. With `renew_seconds`, a lease: the record's
@@ -99,7 +115,10 @@ def file_lock(
                 time.sleep(POLL_SECONDS)
         stale = _file_holder(path) if os.fstat(fd).st_size else None
         since = datetime.now(UTC).isoformat()
-        record = {"holder": holder_identity(operation), "since": since, "renewed": since}
+        record: dict[str, object] = {
+            "holder": holder_identity(operation), "since": since, "renewed": since,
+            **({"job_id": job_id} if job_id is not None else {}),
+        }
 
         def write_record() -> None:
             os.ftruncate(fd, 0)

@@ -129,6 +129,21 @@ class Recorder:
         self._pending.append(roll_back)
         self._flush()
 
+    def close_abandoned(self, job_id: int, reason: str) -> None:
+        """Fail the job of a run that died (killed) without closing its record."""
+
+        def close(deployments: DeploymentService, job: DeploymentJob) -> None:
+            abandoned = deployments.job(job_id)
+            if abandoned.state in ("queued", "in_progress"):
+                message = f"abandoned: {reason} by job {job.id}"
+                deployments.append_event(abandoned, message, level="error", status="failed",
+                                         at=utcnow())
+                final = "failed" if abandoned.state == "in_progress" else "cancelled"
+                deployments.transition(abandoned, final, message)
+
+        self._pending.append(close)
+        self._flush()
+
     def finished(self, state: str, error: str | None = None) -> None:
         at = utcnow()
         self._pending.append(

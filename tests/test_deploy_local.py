@@ -117,7 +117,7 @@ def test_a_deploy_serves_the_api_and_is_recorded(stack: Stack) -> None:
     steps = [step for step, status, _ in stack.events(job_id) if status == "succeeded"]
     assert steps == ["lock", "build", "prepare", "run-migrations:lock", *(
         ["run-migrations:backup"] if "sqlite" in stack.env["DATABASE_URL"] else []
-    ), "run-migrations:upgrade", "start", "gate", "switch", "drain", "prune"]
+    ), "run-migrations:upgrade", "start", "gate", "switch", "drain", "prune", "register"]
     api_jobs = httpx.get(f"{stack.url}/api/v1/jobs", params={"service": "backend"}).json()
     assert api_jobs["items"][0]["id"] == job_id
 
@@ -140,13 +140,7 @@ def test_a_release_that_fails_its_gate_is_stopped_and_the_old_one_keeps_serving(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    broken = tmp_path / "backend"
-    shutil.copytree(ROOT / "backend", broken, ignore=shutil.ignore_patterns("tests", "__pycache__"))
-    health = broken / "textbook_api" / "api" / "health.py"
-    source = health.read_text()
-    start = source.index('@router.get("/ready"')
-    health.write_text(source[:start] + BROKEN_READY)
-    monkeypatch.setenv("BACKEND_DIR", str(broken))
+    monkeypatch.setenv("BACKEND_DIR", str(broken_backend(tmp_path)))
     get_settings.cache_clear()
     serving = stack.serving()
 
@@ -210,27 +204,58 @@ def test_a_concurrent_deploy_exits_3_naming_the_holder(stack: Stack) -> None:
     assert f"textbook-pipeline deploy backend pid={os.getpid()}" in result.stderr
 
 
-def test_a_deploy_killed_midway_leaves_a_stale_lock_that_the_next_one_recovers(
-    stack: Stack, tmp_path: Path,
-) -> None:
-    serving = stack.serving()
+def broken_backend(tmp_path: Path) -> Path:
+    """A copy of the backend whose /ready always answers 503."""
+    broken = tmp_path / "backend"
+    shutil.copytree(ROOT / "backend", broken, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    health = broken / "textbook_api" / "api" / "health.py"
+    source = health.read_text()
+    health.write_text(source[:source.index('@router.get("/ready"')] + BROKEN_READY)
+    return broken
+
+
+def kill_a_deploy_in_its_gate(stack: Stack, tmp_path: Path) -> tuple[int, int]:
+    """SIGKILL a deploy (shell door) while its new release waits on the health gate.
+
+    Returns the killed run's job id (from its lock record) and its release's pid.
+    """
     log = tmp_path / "deploy.log"
+    env = {**stack.env, "BACKEND_DIR": str(broken_backend(tmp_path))}
     with log.open("w") as output:
         victim = subprocess.Popen(
-            door_command("script", "deploy-backend", "--port", str(stack.port)),
-            env=door_env(stack.env), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            door_command("script", "deploy-backend", "--port", str(stack.port),
+                         "--health-attempts", "100000", "--health-interval-ms", "100"),
+            env=door_env(env), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while "==> [3/" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while "] gate:" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+    assert "] gate:" in log.read_text(), log.read_text()
+    newest = releases(stack.layout, "backend")[-1]
+    pid = int(json.loads((newest.path / "state.json").read_text())["pid"])
+    assert server.alive(pid)  # the release it started outlived it: an orphan
+    record = json.loads(stack.layout.lock("backend").read_text())
+    return int(record["job_id"]), pid
+
+
+def test_a_deploy_killed_midway_is_closed_and_its_orphan_stopped_by_the_next_one(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    serving = stack.serving()
+    killed_job, orphan = kill_a_deploy_in_its_gate(stack, tmp_path)
     assert stack.serving() == serving
-    assert json.loads(stack.layout.lock("backend").read_text())["holder"]
+    assert dict((job, state) for job, _, state in stack.jobs())[killed_job] == "in_progress"
 
     result = stack.door("deploy-backend")
     assert result.returncode == 0, result.stderr
     assert "recovered the stale backend lock" in result.stdout
+    assert "stopped orphaned release" in result.stdout and not server.alive(orphan)
+    recovering_job = stack.jobs()[-1][0]
+    assert dict((job, state) for job, _, state in stack.jobs())[killed_job] == "failed"
+    assert any(f"recovered by job {recovering_job}" in message
+               for _, _, message in stack.events(killed_job))
     now = current(stack.layout, "backend")
     assert now is not None and stack.serving() == now.id and now.state == "live"
     assert httpx.get(f"{stack.url}/ready").status_code == 200
@@ -251,3 +276,12 @@ def test_a_port_taken_by_a_foreign_process_exits_2_naming_it(
 def test_an_unknown_target_exits_2(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     assert stack.run("deploy-backend", "--target", "mars") == 2
     assert "unknown target 'mars' (known: local)" in capsys.readouterr().err
+
+
+def test_down_stops_a_release_orphaned_by_a_killed_deploy(stack: Stack, tmp_path: Path) -> None:
+    """Last in the module: it stops the stack."""
+    _, orphan = kill_a_deploy_in_its_gate(stack, tmp_path)
+    serving = server.running(stack.layout)
+    assert serving is not None
+    assert cli.main(["down"]) == 0
+    assert not server.alive(orphan) and not server.alive(serving.pid)

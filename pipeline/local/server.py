@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.errors import OperationFailed
-from pipeline.local.releases import Layout, Release
+from pipeline.local.releases import Layout, Release, releases
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,36 @@ def running(layout: Layout) -> Running | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return server if alive(server.pid) else None
+
+
+def _serves(pid: int, release: Release) -> bool:
+    """Whether `pid` is this release's server process (not a later process given the same pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(release.path / "state.json").encode() in argv
+
+
+def orphans(layout: Layout) -> list[Running]:
+    """Release processes still alive that are not the recorded server: left by killed runs."""
+    serving = running(layout)
+    found = []
+    for release in releases(layout, "backend"):
+        state = _state(release)
+        pid = state.get("pid")
+        if (isinstance(pid, int) and (serving is None or pid != serving.pid)
+                and alive(pid) and _serves(pid, release)):
+            found.append(Running(pid, release.id, int(state.get("private_port") or 0)))
+    return found
+
+
+def stop_orphans(layout: Layout) -> list[Running]:
+    """Drain and stop every orphaned release process (see `orphans`)."""
+    stopped = orphans(layout)
+    for orphan in stopped:
+        stop(orphan.pid, 30)
+    return stopped
 
 
 def _state(release: Release) -> dict[str, Any]:

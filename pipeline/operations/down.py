@@ -20,6 +20,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     layout = Layout.of(settings.data_dir, environment)
 
     def stop_api(run: Run) -> None:
+        for orphan in server.stop_orphans(layout):
+            run.console.print(f"    stopped orphaned release {orphan.release} (pid {orphan.pid})")
         running = server.running(layout)
         if running is None:
             run.console.print("    no API release is running")
@@ -41,7 +43,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         run.console.print(f"    stopped the socket keeper (pid {pid})")
 
     steps = (
-        Step("stop-api", f"SIGTERM the release in {layout.server_file} and wait for it", stop_api),
+        Step("stop-api", f"SIGTERM the release in {layout.server_file} and any orphaned"
+             " release, and wait for them", stop_api),
         Step("stop-keeper", f"SIGTERM the keeper in {layout.control.with_suffix('.pid')}",
              stop_keeper),
     )

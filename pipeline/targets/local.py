@@ -149,17 +149,29 @@ class LocalTarget(Target):
         path = self.layout.lock(service)
 
         def take(run: Run) -> None:
+            job_id = run.recorder.job_id if run.recorder else None
             stale = run.resources.enter_context(
                 file_lock(path, f"deploy {service}", self.lock_timeout,
-                          renew_seconds=LEASE_RENEW_SECONDS)
+                          renew_seconds=LEASE_RENEW_SECONDS, job_id=job_id)
             )
             if stale is not None:
                 message = f"recovered the stale {service} lock left by {stale} (holder gone)"
                 run.console.print(f"    {message}")
                 if run.recorder is not None:
                     run.recorder.note(message, step="lock")
+                    if stale.job_id is not None:
+                        run.recorder.close_abandoned(
+                            stale.job_id, f"its run died holding the {service} lock, recovered"
+                        )
+            if service == "backend":
+                # Under the lock no other deploy is starting a release: any release process
+                # not recorded as serving was left by a run that died.
+                for orphan in server.stop_orphans(self.layout):
+                    run.console.print(f"    stopped orphaned release {orphan.release}"
+                                      f" (pid {orphan.pid}) left by a run that died")
 
-        return Step("lock", f"flock {path} (lease renewed every {LEASE_RENEW_SECONDS}s)", take)
+        return Step("lock", f"flock {path} (lease renewed every {LEASE_RENEW_SECONDS}s);"
+                    " stop orphaned releases", take)
 
     def _build_and_install_steps(self, state: BackendSwitch) -> list[Step]:
         """The wheel, then a release folder with its own environment from it and the lock."""
