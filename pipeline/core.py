@@ -5,6 +5,8 @@ An operation never acts while planning, so `--dry-run` prints exactly the steps 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -78,6 +80,16 @@ class Run:
         )
         if self.recorder is not None:
             self.recorder.artifact(kind, path.as_uri(), found.sha256, found.size_bytes)
+
+    def reference(self, kind: str, uri: str, **identity: str) -> None:
+        """Print and record something that lives elsewhere (a remote deployment, an image) by
+        its uri; its sha256 is that of its identity fields, so the record can be checked."""
+        text = json.dumps({"uri": uri, **identity}, sort_keys=True).encode()
+        sha256 = hashlib.sha256(text).hexdigest()
+        details = ", ".join(f"{key} {value}" for key, value in identity.items())
+        self.console.print(f"    artifact {kind}: {uri}" + (f" ({details})" if details else ""))
+        if self.recorder is not None:
+            self.recorder.artifact(kind, uri, sha256, len(text))
 
     def roll_back(self) -> None:
         for description, undo in reversed(self._undo):

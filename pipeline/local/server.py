@@ -13,20 +13,10 @@ from typing import Any
 
 from pathlib import Path
 
-import httpx
 
 from pipeline.errors import OperationFailed
 from pipeline.local.releases import Layout, Release, releases
-
-
-@dataclass(frozen=True)
-class Gate:
-    """How a release proves it is ready before it gets traffic."""
-
-    path: str = "/ready"
-    interval: float = 0.25
-    timeout: float = 2.0
-    attempts: int = 60
+from pipeline.targets.base import Gate
 
 
 @dataclass(frozen=True)
@@ -123,21 +113,9 @@ def start(release: Release, shared: socket.socket, env: dict[str, str]) -> Runni
 
 
 def gate(server: Running, rules: Gate) -> str:
-    """Poll the private port's readiness probe; the last answer is kept for the record."""
-    url = f"http://127.0.0.1:{server.private_port}{rules.path}"
-    answer = "no answer"
-    for _ in range(rules.attempts):
-        try:
-            response = httpx.get(url, timeout=rules.timeout)
-            answer = f"HTTP {response.status_code}: {response.text[:500]}"
-            if response.is_success:
-                return answer
-        except httpx.HTTPError as error:
-            answer = f"{type(error).__name__}: {error}"
-        if not alive(server.pid):
-            break
-        time.sleep(rules.interval)
-    raise OperationFailed(f"release {server.release} failed its health gate at {url}: {answer}")
+    """Probe the private port's readiness; give up early if the release process exits."""
+    return rules.wait(f"http://127.0.0.1:{server.private_port}", f"release {server.release}",
+                      still_trying=lambda: alive(server.pid))
 
 
 def switch_in(server: Running, release: Release, layout: Layout) -> None:

@@ -30,11 +30,9 @@ from pipeline.local.releases import (
     prune,
     switch,
 )
-from pipeline.locks import file_lock
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
-LEASE_RENEW_SECONDS = 5
 DRAIN_SECONDS = 30
 # The local stack serves the site and the API on one origin: build with that profile.
 LOCAL_PROFILE = "local"
@@ -88,13 +86,6 @@ class LocalTarget(Target):
         if not 1 <= self.port <= 65535:
             raise UsageError("--port must be between 1 and 65535")
         self.layout = Layout.of(settings.data_dir, self.environment)
-        self.gate = server.Gate(
-            attempts=int(options.get("health_attempts") or 60),
-            interval=int(options.get("health_interval_ms") or 250) / 1000,
-            timeout=int(options.get("health_timeout_ms") or 2000) / 1000,
-        )
-        if self.gate.attempts < 1:
-            raise UsageError("--health-attempts must be at least 1")
 
     @property
     def url(self) -> str:
@@ -146,32 +137,19 @@ class LocalTarget(Target):
         return [*steps, self._prune_step(service, keep)]
 
     def lock_step(self, service: str) -> Step:
-        path = self.layout.lock(service)
+        locked = super().lock_step(service)
+        if service != "backend":
+            return locked
 
         def take(run: Run) -> None:
-            job_id = run.recorder.job_id if run.recorder else None
-            stale = run.resources.enter_context(
-                file_lock(path, f"deploy {service}", self.lock_timeout,
-                          renew_seconds=LEASE_RENEW_SECONDS, job_id=job_id)
-            )
-            if stale is not None:
-                message = f"recovered the stale {service} lock left by {stale} (holder gone)"
-                run.console.print(f"    {message}")
-                if run.recorder is not None:
-                    run.recorder.note(message, step="lock")
-                    if stale.job_id is not None:
-                        run.recorder.close_abandoned(
-                            stale.job_id, f"its run died holding the {service} lock, recovered"
-                        )
-            if service == "backend":
-                # Under the lock no other deploy is starting a release: any release process
-                # not recorded as serving was left by a run that died.
-                for orphan in server.stop_orphans(self.layout):
-                    run.console.print(f"    stopped orphaned release {orphan.release}"
-                                      f" (pid {orphan.pid}) left by a run that died")
+            locked.action(run)
+            # Under the lock no other deploy is starting a release: any release process not
+            # recorded as serving was left by a run that died.
+            for orphan in server.stop_orphans(self.layout):
+                run.console.print(f"    stopped orphaned release {orphan.release}"
+                                  f" (pid {orphan.pid}) left by a run that died")
 
-        return Step("lock", f"flock {path} (lease renewed every {LEASE_RENEW_SECONDS}s);"
-                    " stop orphaned releases", take)
+        return Step(locked.name, f"{locked.describe}; stop orphaned releases", take)
 
     def _build_and_install_steps(self, state: BackendSwitch) -> list[Step]:
         """The wheel, then a release folder with its own environment from it and the lock."""
@@ -287,8 +265,7 @@ class LocalTarget(Target):
 
         return [
             Step("start", "start the release on a private loopback port", start),
-            Step("gate", f"GET {self.gate.path} until 2xx (at most {self.gate.attempts} tries,"
-                 f" every {self.gate.interval:g}s)", gate),
+            Step("gate", self.gate.describe(), gate),
             Step("switch", f"accept on 127.0.0.1:{self.port} beside the previous release",
                  switch_in),
             Step("drain", "SIGTERM the previous release: it finishes its requests and exits"
