@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     recall_threshold: float = Field(0.8, ge=0, le=1)
     recall_k: int = Field(5, ge=1)
 
+    # The railway deploy target (pipeline/targets/railway.py): which service it deploys, where
+    # the service answers, and how long a deployment may take to serve.
+    railway_token: SecretStr | None = None  # a project token (header Project-Access-Token)
+    railway_project_id: str | None = None
+    railway_environment_id: str | None = None
+    railway_service_id: str | None = None
+    railway_public_url: str | None = None  # the API's public URL, gated on /ready
+    railway_api_url: str = "https://backboard.railway.com/graphql/v2"
+    railway_request_timeout: float = Field(30.0, gt=0)
+    railway_deploy_timeout: float = Field(900.0, gt=0)
+    railway_poll_interval: float = Field(5.0, gt=0)
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL: `DATABASE_URL`, or a SQLite file under the data directory."""

@@ -10,12 +10,14 @@ from pipeline.core import Option, OptionValue
 from pipeline.errors import UsageError
 from pipeline.targets.base import Target
 from pipeline.targets.local import LocalTarget
+from pipeline.targets.railway import RailwayTarget
 from textbook_api.config import Settings
 
 REGISTRY: dict[str, type[Target]] = {
     target.name: target
     for target in (
         LocalTarget,
+        RailwayTarget,
     )
 }
 DEFAULT_TARGET = LocalTarget.name
