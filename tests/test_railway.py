@@ -81,8 +81,8 @@ class FakeRailway:
         if name == "Deployments":
             done = sorted((d for d, v in self.deployments.items() if v["final"] == "SUCCESS"),
                           key=lambda d: -int(self.deployments[d]["created"]))
-            edges = [{"node": {"id": d, "status": "SUCCESS",
-                               "createdAt": f"2026-11-23T00:00:{self.deployments[d]['created']:02d}Z"}}
+            edges = [{"node": {"id": d, "status": "SUCCESS", "createdAt":
+                               f"2026-11-23T00:00:{self.deployments[d]['created']:02d}Z"}}
                      for d in done]
             return 200, {}, {"data": {"deployments": {"edges": edges}}}
         if name == "Rollback":
@@ -186,7 +186,8 @@ def test_a_deploy_migrates_points_the_service_at_the_image_waits_and_gates(
     assert railway.serving == "d1" and railway.ready() == 200
     *_, (job_id, operation, target, state, _) = jobs()
     assert (operation, target, state) == ("deploy-backend", "railway", "succeeded")
-    assert ("railway-deployment", "railway://project-1/service-1/d1") in jobs.artifacts  # type: ignore[attr-defined]
+    recorded = jobs.artifacts  # type: ignore[attr-defined]
+    assert ("railway-deployment", "railway://project-1/service-1/d1") in recorded
     output = capsys.readouterr()
     assert "run-migrations:upgrade" in output.out and TOKEN not in output.out + output.err
 
