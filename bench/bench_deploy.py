@@ -6,7 +6,7 @@ Prints, all measured in this run on a throw-away stack (its own data directory a
 - 20 loopback clients during a redeploy and during a rollback: failed requests (goal 0 of at
   least 1,000 each), throughput against the same clients on a steady stack.
 
-Run: `uv run --frozen python bench/bench_deploy.py` (needs `uv sync`).
+Run: `uv run --frozen python bench/bench_deploy.py`. It checks its prerequisites first.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from prerequisites import BOOTSTRAP, command, module, require, runtime
+
+require("bench_deploy", [*runtime(), module("pipeline"), module("httpx"),
+                         command("uv", BOOTSTRAP)])
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -5,7 +5,8 @@
 (b) cold `nox -s lint typecheck` with the uv backend divided by the virtualenv backend, each in
     a fresh --envdir (goal <= 0.33).
 
-Run: `uv run --frozen --group bench python bench/bench_gate.py` (needs `uv sync --all-groups`).
+Run: `uv run --frozen --all-groups python bench/bench_gate.py` (every tool group, as the raw
+baseline runs the tools from this environment). It checks its prerequisites first.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
+from prerequisites import BOOTSTRAP, ROOT, SYNC_ALL, command, module, require
 TESTS_SESSION = "tests-3.11(database='sqlite')"
 NOX_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py", "conftest.py"]
 
@@ -41,15 +40,27 @@ def nox(*args: str) -> list[str]:
     return [sys.executable, "-m", "nox", *args]
 
 
+def tool(name: str) -> list[str]:
+    """A tool of the environment running this bench: the baseline without nox."""
+    return [sys.executable, "-m", name]
+
+
 def main() -> None:
+    require("bench_gate", [
+        *(module(name, SYNC_ALL) for name in ("flake8", "mypy", "pytest", "pytest_cov", "nox",
+                                              "virtualenv", "textbook_api")),
+        command("uv", BOOTSTRAP),
+        command("python3.11", "Python 3.11 on PATH (pyenv: export PYENV_VERSION=3.11.7)"),
+        command("npm", "Node.js 20 and npm (the tests build the site)"),
+    ])
     pytest_env = {"TEST_DATABASE": "sqlite", "COVERAGE_FILE": "var/coverage/.coverage.bench"}
     warm_args = nox("-s", "lint", "typecheck", TESTS_SESSION)
     timed(warm_args)  # warm the reused venvs
     gate = timed(warm_args)
     raw = (
-        timed([str(VENV_BIN / "flake8"), *NOX_SOURCES])
-        + timed([str(VENV_BIN / "mypy")])
-        + timed([str(VENV_BIN / "pytest"), "--cov-report=xml:var/coverage/bench.xml"], pytest_env)
+        timed([*tool("flake8"), *NOX_SOURCES])
+        + timed(tool("mypy"))
+        + timed([*tool("pytest"), "--cov-report=xml:var/coverage/bench.xml"], pytest_env)
     )
     print(f"(a) warm gate {gate:.1f}s, raw tools {raw:.1f}s, ratio {gate / raw:.2f} (goal <= 1.2)")
 

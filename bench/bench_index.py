@@ -14,6 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from prerequisites import require, runtime
+
+require("bench_index", runtime())
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 

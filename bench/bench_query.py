@@ -18,8 +18,12 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-from qdrant_client import models
+from prerequisites import require, runtime
+
+require("bench_query", runtime())
+
+import numpy as np  # noqa: E402
+from qdrant_client import models  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))

@@ -64,9 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = top.parse_args(argv)
     operation = OPERATIONS[parsed.operation]
     options = vars(build_parser(operation).parse_args(parsed.args))
-    console = Console(Redactor.from_environment())
     try:
         settings = load_settings()
+    except UsageError as error:  # names the settings, never their values
+        Console(Redactor.from_environment()).error(str(error))
+        return ExitCode.USAGE
+    console = Console(Redactor.from_settings(settings))
+    try:
         plan = operation.plan(settings, options)
     except UsageError as error:
         console.error(str(error))
@@ -75,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recorder = None
     if not (plan.report or dry_run):
         data_dir = settings.data_dir.resolve()
-        configure_logging(settings.log_level, log_file=data_dir / "logs" / "pipeline.jsonl",
-                          stream=False)
+        configure_logging(settings.log_level, console.redact,
+                          log_file=data_dir / "logs" / "pipeline.jsonl", stream=False)
         recorder = _recorder(settings, plan, console)
     signal.signal(signal.SIGTERM, _cancel)
     return execute(plan, console, dry_run=dry_run, recorder=recorder)

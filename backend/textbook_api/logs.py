@@ -2,38 +2,47 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from textbook_api.redaction import Redactor
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
-# Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+from textbook_api.redaction import Redactor, redact_data
+
+# The fields every line starts with, under the names the log has always used; attributes
+# passed with `extra=` follow them.
+_FIELDS = ("levelname", "name", "message")
+_RENAMED = {"levelname": "level", "name": "logger", "exc_info": "exception"}
 
 
-class JsonFormatter(logging.Formatter):
+class RedactingJsonFormatter(JsonFormatter):
+    """python-json-logger's formatter, every string of the entry masked before it is
+    serialised (masking the serialised line would miss a secret that JSON escapes)."""
+
     def __init__(self, redact: Redactor) -> None:
-        super().__init__()
+        encoder = JsonEncoder()
+        super().__init__(
+            _FIELDS,
+            rename_fields=_RENAMED,
+            timestamp="time",
+            # Values JSON has no type for (paths, objects): written as the library writes
+            # them, then masked like the rest.
+            json_default=lambda value: redact_data(encoder.default(value), redact),
+        )
         self.redact = redact
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(entry, default=str))
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data["level"]).lower()
+        masked: dict[str, Any] = redact_data(log_data, self.redact)
+        return masked
 
 
-def configure_logging(level: str, *, log_file: Path | None = None, stream: bool = True) -> None:
-    formatter = JsonFormatter(Redactor.from_environment())
+def configure_logging(
+    level: str, redact: Redactor, *, log_file: Path | None = None, stream: bool = True
+) -> None:
+    formatter = RedactingJsonFormatter(redact)
     handlers: list[logging.Handler] = []
     if stream:
         handlers.append(logging.StreamHandler(sys.stderr))

@@ -1,15 +1,24 @@
-"""Known secret values never leave the process: output, logs, records and API answers pass here."""
+"""Known secret values never leave the process: output, logs, records and API answers pass here.
+
+The secrets are the process's own settings (the environment and `.env`, read by the same
+`Settings` that uses them) plus the deploy-target tokens that no setting models.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from textbook_api.config import SECRET_ENV_VARS
+from pydantic import SecretStr
+
+from textbook_api.config import SECRET_ENV_VARS, Settings
 
 MASK = "***"
+# Shorter values are too likely to occur in ordinary text to be masked everywhere.
+MIN_SECRET_LENGTH = 4
 _URL_PASSWORD = re.compile(
     r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I
 )
@@ -20,13 +29,38 @@ def mask_url_password(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
 
 
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+def url_passwords(text: str) -> Iterator[str]:
+    """The password of every URL in `text`, as written and percent-decoded."""
+    for match in _URL_PASSWORD.finditer(text):
+        yield match.group("password")
+        yield unquote(match.group("password"))
+    try:
+        password = urlsplit(text.strip()).password
+    except ValueError:  # a malformed URL: the pattern above still found what it could
+        password = None
+    if password:
+        yield password
+        yield unquote(password)
+
+
+def secret_values(
+    settings: Settings | None = None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every secret value: secret settings, passwords inside any setting that holds a URL, and
+    the secret variables (`SECRET_ENV_VARS`) of the environment, modelled as settings or not."""
     env = os.environ if environ is None else environ
     values = [env[name] for name in SECRET_ENV_VARS if env.get(name)]
-    for match in _URL_PASSWORD.finditer(env.get("DATABASE_URL", "")):
-        values.append(match.group("password"))
+    values += url_passwords(env.get("DATABASE_URL", ""))
+    if settings is not None:
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+                values.append(value)
+            if isinstance(value, str):
+                values += url_passwords(value)
     # Longest first, so a secret containing another is masked whole.
-    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+    return sorted({v for v in values if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
 
 class Redactor:
@@ -34,7 +68,12 @@ class Redactor:
         self._secrets = list(secrets)
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> Redactor:
+        return cls(secret_values(settings))
+
+    @classmethod
     def from_environment(cls) -> Redactor:
+        """For when the settings do not validate: the environment's secret variables only."""
         return cls(secret_values())
 
     def __call__(self, text: str) -> str:

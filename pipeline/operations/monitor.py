@@ -18,6 +18,7 @@ from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.database import Database
 from pipeline.errors import OperationFailed, UsageError
 from textbook_api.config import Settings
+from textbook_api.redaction import Redactor
 
 NAME = "monitor"
 
@@ -43,8 +44,8 @@ class Outcome:
     milliseconds: int
 
 
-def _probes(database: Database) -> list[Probe]:
-    with audit_trail(database, NAME) as deployments:
+def _probes(database: Database, redact: Redactor) -> list[Probe]:
+    with audit_trail(database, NAME, redact) as deployments:
         return [
             Probe(c.service, c.environment, str(c.settings["health_url"]))
             for c in deployments.configurations()
@@ -63,7 +64,7 @@ def check(probe: Probe, timeout: float) -> Outcome:
 
 
 def _pass(run: Run, database: Database, timeout: float) -> list[Outcome]:
-    probes = _probes(database)
+    probes = _probes(database, run.console.redact)
     if not probes:
         raise OperationFailed("no deployment configuration has a health_url to check")
     outcomes = [check(probe, timeout) for probe in probes]

@@ -35,7 +35,7 @@ def _duration(job: DeploymentJob) -> str:
 
 def _jobs_step(database: Database, where: JobFilter, limit: int) -> Step:
     def show(run: Run) -> None:
-        with audit_trail(database, NAME) as deployments:
+        with audit_trail(database, NAME, run.console.redact) as deployments:
             jobs, total = deployments.jobs(where, limit=limit, offset=0)
             rows = [
                 [str(j.id), j.operation, j.service, j.environment, j.target, j.state,
@@ -53,7 +53,7 @@ def _jobs_step(database: Database, where: JobFilter, limit: int) -> Step:
 
 def _job_step(database: Database, job_id: int) -> Step:
     def show(run: Run) -> None:
-        with audit_trail(database, NAME) as deployments:
+        with audit_trail(database, NAME, run.console.redact) as deployments:
             job = deployments.job(job_id)
             run.console.print(
                 f"job {job.id}: {job.operation} {job.service}/{job.environment} -> {job.target},"

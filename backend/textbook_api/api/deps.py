@@ -20,8 +20,9 @@ bearer = HTTPBearer(auto_error=False, description="DEPLOY_API_TOKEN")
 
 def deployment_service(
     session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> Iterator[DeploymentService]:
-    service = DeploymentService(session, Redactor.from_environment())
+    service = DeploymentService(session, Redactor.from_settings(settings))
     yield service
     session.commit()
 

@@ -46,6 +46,7 @@ from textbook_api.rag.embedders import CohereChat, CohereEmbedder, Embedder, Loc
 from textbook_api.rag.errors import EmbedderError, IndexMismatchError, StoreError
 from textbook_api.rag.search import Passage, answer, search
 from textbook_api.rag.store import open_client
+from textbook_api.redaction import Redactor, mask_url_password
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +142,9 @@ def get_chat(settings: Settings) -> CohereChat | None:
 
 
 def store_location(settings: Settings) -> str:
-    """Where the vectors live, for plans and messages (never the API key)."""
+    """Where the vectors live, for plans and messages (never the API key or a password)."""
     if settings.qdrant_url:
-        return f"Qdrant server {settings.qdrant_url}"
+        return f"Qdrant server {mask_url_password(settings.qdrant_url)}"
     return f"Qdrant local store {settings.qdrant_local_path.resolve()}"
 
 
@@ -286,10 +287,7 @@ class QueryResult:
 
 
 def _scrub(text: str, settings: Settings) -> str:
-    for secret in (_secret(settings.cohere_api_key), _secret(settings.qdrant_api_key)):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return Redactor.from_settings(settings)(text)
 
 
 def retrieve(settings: Settings, question: str, top_k: int) -> tuple[Embedder, list[Passage]]:
