@@ -154,7 +154,8 @@ class Target(ABC):
         def save(run: Run) -> None:
             # Like the job record, a side record: the deploy is done whether or not it is saved.
             try:
-                with audit_trail(Database.from_settings(self.settings), "register") as trail:
+                database = Database.from_settings(self.settings)
+                with audit_trail(database, "register", run.console.redact) as trail:
                     trail.save_configuration(service, self.environment, self.name, settings)
             except OperationFailed as error:
                 run.console.print(f"warning: the {service} configuration was not saved: {error}")
