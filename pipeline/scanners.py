@@ -25,6 +25,7 @@ import os
 import re
 import subprocess  # nosec B404: fixed scanner commands, argv lists, no shell
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +34,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SBOM_DIR = ROOT / "var" / "artifacts" / "sbom"
-SCAN_WORK = ROOT / "var" / "scan"
 TRIVY_CACHE = ROOT / "var" / "cache" / "trivy"
 FRONTEND = ROOT / "frontend"
 #: What ``config`` checks when given no paths: whichever of these exist.
@@ -212,22 +212,22 @@ def write_sbom(source: str, out: Path) -> int:
     return components
 
 
-def scan_python(work: Path, sbom_dir: Path) -> Report:
+def scan_python(sbom_dir: Path) -> Report:
     """pip-audit over every package of uv.lock (all groups), our own workspace left out."""
-    requirements = work / "python" / "requirements.txt"  # syft recognises this file name
-    requirements.parent.mkdir(parents=True, exist_ok=True)
-    export = run_tool("uv export", [
-        "uv", "export", "--frozen", "--no-hashes", "--all-packages", "--all-groups",
-        "--no-emit-workspace", "--no-header", "--no-annotate", f"--output-file={requirements}",
-    ])
-    if export.returncode != 0:
-        raise CouldNotScan(f"uv export: {_reason(export.stderr, export.returncode)}")
-    write_sbom(f"dir:{requirements.parent}", sbom_dir / "python.cdx.json")
-    # --no-deps --disable-pip: the export is complete and pinned, so nothing is resolved again.
-    result = run_tool("pip-audit", [
-        "pip-audit", "--strict", "-r", str(requirements), "--no-deps", "--disable-pip",
-        "--progress-spinner=off", "--format", "json",
-    ])
+    with tempfile.TemporaryDirectory(prefix="scan-python-") as work:
+        requirements = Path(work) / "requirements.txt"  # a name syft recognises
+        export = run_tool("uv export", [
+            "uv", "export", "--frozen", "--no-hashes", "--all-packages", "--all-groups",
+            "--no-emit-workspace", "--no-header", "--no-annotate", f"--output-file={requirements}",
+        ])
+        if export.returncode != 0:
+            raise CouldNotScan(f"uv export: {_reason(export.stderr, export.returncode)}")
+        write_sbom(f"dir:{work}", sbom_dir / "python.cdx.json")
+        # --no-deps --disable-pip: the export is complete and pinned; nothing is resolved again.
+        result = run_tool("pip-audit", [
+            "pip-audit", "--strict", "-r", str(requirements), "--no-deps", "--disable-pip",
+            "--progress-spinner=off", "--format", "json",
+        ])
     return interpret("pip-audit", result, parse_pip_audit)
 
 
@@ -240,7 +240,8 @@ def scan_npm(folder: Path, sbom_dir: Path, threshold: str) -> Report:
 
 
 def scan_image(image: str | None, sbom_dir: Path) -> Report:
-    """trivy over syft's SBOM of the image (a reference, or an OCI/docker archive path)."""
+    """trivy over syft's SBOM of the image: a reference, an archive path (podman save, skopeo
+    copy), or any syft source such as ``oci-dir:PATH``."""
     if not image:
         raise CouldNotScan("image: no image given (IMAGE_REF, or --image REF|ARCHIVE)")
     sbom = sbom_dir / "image.cdx.json"
@@ -311,7 +312,8 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--allow-unscanned", action="store_true",
                        help="a scanner that could not scan warns instead of failing")
     audit.add_argument("--image", default=os.environ.get("IMAGE_REF") or None,
-                       help="image reference or OCI/docker archive path (default: IMAGE_REF)")
+                       help="image reference, OCI/docker archive path or syft source such as "
+                            "oci-dir:PATH (default: IMAGE_REF)")
     audit.add_argument("--sbom-dir", type=Path, default=SBOM_DIR,
                        help=f"where the CycloneDX SBOMs go (default {SBOM_DIR.relative_to(ROOT)})")
     config = commands.add_parser("config", parents=[common],
@@ -327,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         sboms: Path = args.sbom_dir
         return judge([
-            ("python", lambda: scan_python(SCAN_WORK, sboms)),
+            ("python", lambda: scan_python(sboms)),
             ("npm", lambda: scan_npm(FRONTEND, sboms, args.threshold)),
             ("image", lambda: scan_image(args.image, sboms)),
         ], args.threshold, args.allow_unscanned)
