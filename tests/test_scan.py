@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +24,7 @@ from pipeline.scanners import (
     Report,
     at_or_above,
     judge,
+    main,
     misconfig_targets,
     parse_npm_audit,
     parse_pip_audit,
@@ -46,18 +44,12 @@ def fixture(name: str) -> str:
 
 
 @pytest.fixture
-def unreachable() -> dict[str, str]:
-    """Proxy settings that send every scanner's requests to a port nobody listens on."""
+def unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every scanner's requests to a port nobody listens on; no IMAGE_REF."""
     proxy = f"http://127.0.0.1:{free_port()}"
-    return {name: proxy for name in PROXY_VARIABLES}
-
-
-def run_audit(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k != "IMAGE_REF"}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.scanners", "audit", "--sbom-dir", str(tmp_path), *args],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, check=False,
-    )
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.delenv("IMAGE_REF", raising=False)
 
 
 def components(sbom: Path) -> list[str]:
@@ -68,12 +60,12 @@ def components(sbom: Path) -> list[str]:
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("unreachable")
 def test_scanners_that_cannot_reach_their_data_fail_with_one_line_each(
-    tmp_path: Path, unreachable: dict[str, str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_audit(tmp_path, unreachable)
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
+    assert main(["audit", "--sbom-dir", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == ["pip-audit", "npm audit", "image"]
     assert all(line.startswith("could not scan: ") for line in lines)
     assert "no image given" in lines[2]
@@ -83,12 +75,12 @@ def test_scanners_that_cannot_reach_their_data_fail_with_one_line_each(
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("unreachable")
 def test_allow_unscanned_turns_the_failure_into_a_loud_warning(
-    tmp_path: Path, unreachable: dict[str, str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_audit(tmp_path, unreachable, "--allow-unscanned")
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
+    assert main(["audit", "--sbom-dir", str(tmp_path), "--allow-unscanned"]) == 0
+    lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3
     assert all(line.startswith("WARNING: could not scan: ") for line in lines)
     assert all(line.endswith("(allowed by --allow-unscanned)") for line in lines)
@@ -124,11 +116,10 @@ def oci_layout(folder: Path, files: dict[str, str]) -> Path:
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("unreachable")
 def test_an_image_whose_vulnerability_database_is_unreachable_is_not_scanned(
-    tmp_path: Path, unreachable: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    for name, value in unreachable.items():
-        monkeypatch.setenv(name, value)
     image = oci_layout(tmp_path / "image", {
         "etc/os-release": 'ID=debian\nVERSION_ID="12"\n',
         "var/lib/dpkg/status": "Package: zlib1g\nStatus: install ok installed\n"
@@ -236,6 +227,7 @@ def test_a_scanner_that_could_not_scan_fails_the_run_unless_allowed(
 # ------------------------------------------------------------------ misconfiguration (offline)
 
 
+@pytest.mark.integration
 def test_trivy_config_names_the_failing_checks(tmp_path: Path) -> None:
     dockerfile = tmp_path / "root" / "Dockerfile"
     dockerfile.parent.mkdir()
@@ -247,6 +239,7 @@ def test_trivy_config_names_the_failing_checks(tmp_path: Path) -> None:
     assert all(f.package.startswith(f"{dockerfile.parent}/Dockerfile: ") for f in failing)
 
 
+@pytest.mark.integration
 def test_trivy_config_passes_a_dockerfile_without_high_findings(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM python:3.12-slim\nRUN useradd --create-home app\nUSER app\n"
@@ -256,6 +249,7 @@ def test_trivy_config_passes_a_dockerfile_without_high_findings(tmp_path: Path) 
     assert at_or_above(report.findings, "high") == []
 
 
+@pytest.mark.integration
 def test_trivy_config_that_recognises_nothing_is_not_a_pass(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a configuration file\n")
     with pytest.raises(CouldNotScan, match="no check ran"):
