@@ -6,7 +6,8 @@ when no host is given) runs ``perf/locustfile.py`` and writes Locust's CSV and H
 endpoint, the error rate and the minimum total requests per second. Every endpoint with a
 threshold must have been requested, and every endpoint requested must have a threshold, so the
 file and the user mix cannot drift apart unnoticed. A breach fails (exit 1) with the numbers;
-a bad thresholds file or option is a usage error (exit 2).
+a bad thresholds file or option is a usage error (exit 2). The stats CSV is Locust's last
+periodic write (once a second), so it may miss the final second of requests.
 """
 
 from __future__ import annotations

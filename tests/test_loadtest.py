@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from pipeline.loadtest import (
     THRESHOLDS,
     EndpointStats,
@@ -99,3 +99,19 @@ def test_usage_errors_exit_2_before_any_load(
     assert "none" in capsys.readouterr().err
     assert main(["--host", "http://127.0.0.1:9", "--users", "0"]) == 2
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+def test_a_real_run_against_a_stack_that_is_down_breaches_the_error_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = f"http://127.0.0.1:{free_port()}"
+    # 10 s: Locust starts its run-time clock before its start-up, which a busy machine stretches.
+    code = main(["--host", host, "--users", "2", "--spawn-rate", "2", "--run-time", "10s",
+                 "--reports", str(tmp_path)])
+    assert code == 1
+    assert (tmp_path / "locust-2u.html").is_file()
+    endpoints, total = read_stats(tmp_path / "locust-2u_stats.csv")
+    assert total.requests > 0 and total.failures == total.requests
+    assert f"errors: {total.failures} of {total.requests} requests (100.00%)" in \
+        capsys.readouterr().err

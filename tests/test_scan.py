@@ -250,6 +250,23 @@ def test_trivy_config_passes_a_dockerfile_without_high_findings(tmp_path: Path) 
 
 
 @pytest.mark.integration
+def test_trivy_config_checks_a_helm_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("image: demo:1\n")
+    (chart / "templates" / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Chart.Name }}\n"
+        "spec:\n  selector:\n    matchLabels: {app: demo}\n  template:\n"
+        "    metadata:\n      labels: {app: demo}\n    spec:\n      containers:\n"
+        "        - name: api\n          image: {{ .Values.image }}\n")
+    report = scan_misconfig([chart])
+    failing = at_or_above(report.findings, "high")
+    assert "KSV-0014" in [f.id for f in failing]  # root file system not read-only
+    assert all(f.package.startswith(f"{chart}/templates/deployment.yaml: ") for f in failing)
+
+
+@pytest.mark.integration
 def test_trivy_config_that_recognises_nothing_is_not_a_pass(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a configuration file\n")
     with pytest.raises(CouldNotScan, match="no check ran"):
