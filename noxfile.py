@@ -96,7 +96,7 @@ def tests(session: nox.Session, database: str) -> None:
 
 @nox.session(python=PYTHONS[0])
 def security(session: nox.Session) -> None:
-    """bandit over the shipped code, and detect-secrets against .secrets.baseline."""
+    """bandit, detect-secrets (.secrets.baseline), trivy config on backend/Dockerfile and helm/."""
     sync(session, "security", project=False)
     report = session.run(
         "bandit", "-c", "pyproject.toml", "-r", "backend/textbook_api", "pipeline", silent=True
