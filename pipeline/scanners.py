@@ -202,6 +202,7 @@ def interpret(
 def write_sbom(source: str, out: Path) -> int:
     """syft's CycloneDX SBOM of `source` at `out`; the number of its components (none fails)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # a previous run's SBOM must never stand in for this one
     result = run_tool("syft", ["syft", "scan", source, "-o", f"cyclonedx-json={out}", "-q"],
                       env={"SYFT_CHECK_FOR_APP_UPDATE": "false"})
     if result.returncode != 0 or not out.is_file():
