@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.scanners import (
     Finding,
     Report,
     at_or_above,
+    interpret,
     judge,
     main,
     misconfig_targets,
@@ -208,6 +210,19 @@ def test_a_trivy_report_without_packages_is_not_a_pass() -> None:
 def test_output_that_is_not_json_is_not_a_pass(parse: Callable[[str], Report]) -> None:
     with pytest.raises(CouldNotScan, match="not JSON"):
         parse("Traceback (most recent call last): ...")
+
+
+def test_a_failed_exit_must_be_explained_by_findings() -> None:
+    clean = fixture("pip-audit-clean.json")
+    failed = subprocess.CompletedProcess(["pip-audit"], 1, clean, "ERROR: index unreachable\n")
+    with pytest.raises(CouldNotScan, match="exited 1 without findings: ERROR: index unreachable"):
+        interpret("pip-audit", failed, parse_pip_audit)
+    vulnerable = subprocess.CompletedProcess(["pip-audit"], 1, fixture("pip-audit-vulnerable.json"),
+                                             "")
+    assert interpret("pip-audit", vulnerable, parse_pip_audit).findings
+    silent = subprocess.CompletedProcess(["npm"], 1, "", "npm error audit endpoint error\n")
+    with pytest.raises(CouldNotScan, match="^npm audit: npm error audit endpoint error$"):
+        interpret("npm audit", silent, parse_npm_audit)
 
 
 def test_a_scanner_that_could_not_scan_fails_the_run_unless_allowed(
