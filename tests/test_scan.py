@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -255,13 +256,23 @@ def test_trivy_config_names_the_failing_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_trivy_config_passes_a_dockerfile_without_high_findings(tmp_path: Path) -> None:
+def test_trivy_config_passes_a_dockerfile_without_high_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM python:3.12-slim\nRUN useradd --create-home app\nUSER app\n"
                           'HEALTHCHECK CMD ["python", "-c", "0"]\nCMD ["python"]\n')
-    report = scan_misconfig([dockerfile])
-    assert report.scanned > 0
-    assert at_or_above(report.findings, "high") == []
+    assert main(["config", str(dockerfile)]) == 0
+    out = capsys.readouterr().out
+    assert f"trivy config: checking {dockerfile}" in out
+    assert re.search(r"trivy config examined [1-9]\d*, \d+ findings, 0 at or above high", out)
+
+
+def test_config_of_a_path_that_does_not_exist_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", str(tmp_path / "Dockerfile")]) == 2
+    assert capsys.readouterr().err == f"config: no such path: {tmp_path / 'Dockerfile'}\n"
 
 
 @pytest.mark.integration
