@@ -15,12 +15,16 @@ import nox
 ROOT = Path(__file__).resolve().parent
 PYTHONS = ["3.11", "3.12", "3.13"]
 DATABASES = ["sqlite", "postgres"]
-PYTHON_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py", "conftest.py"]
+PYTHON_SOURCES = [
+    "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py"
+]
 FRONTEND = ROOT / "frontend"
 ACTIONLINT = ROOT / "tools" / "actionlint"
 STACK_PORT = "18765"
 STACK_URL = f"http://127.0.0.1:{STACK_PORT}"
 E2E_ARTIFACTS = ROOT / "var" / "artifacts" / "e2e"
+# The perf session's own local stack: a port of its own (PERF_PORT overrides), beside stack_e2e's.
+PERF_PORT = os.environ.get("PERF_PORT", "18766")
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -92,7 +96,7 @@ def tests(session: nox.Session, database: str) -> None:
 
 @nox.session(python=PYTHONS[0])
 def security(session: nox.Session) -> None:
-    """bandit over the shipped code, and detect-secrets against .secrets.baseline."""
+    """bandit, detect-secrets (.secrets.baseline), trivy config on backend/Dockerfile and helm/."""
     sync(session, "security", project=False)
     report = session.run(
         "bandit", "-c", "pyproject.toml", "-r", "backend/textbook_api", "pipeline", silent=True
@@ -106,6 +110,8 @@ def security(session: nox.Session) -> None:
     if not files:
         session.error("detect-secrets: git lists no files to scan")
     session.run("detect-secrets-hook", "--baseline", ".secrets.baseline", *files)
+    # trivy's offline misconfiguration checks over whichever of backend/Dockerfile, helm/ exist.
+    session.run("python", "-m", "pipeline.scanners", "config")
 
 
 @nox.session(python=PYTHONS[0])
@@ -149,5 +155,39 @@ def stack_e2e(session: nox.Session) -> None:
             "npm", "run", "e2e", f"--prefix={FRONTEND}", external=True,
             env={"E2E_ARTIFACTS_DIR": str(E2E_ARTIFACTS), "E2E_STACK_URL": STACK_URL},
         )
+    finally:
+        session.run("invoke", "down", env=env)
+
+
+@nox.session(python=PYTHONS[0])
+def audit(session: nox.Session) -> None:
+    """pip-audit (uv.lock), npm audit (frontend/) and trivy over a syft SBOM of the image.
+
+    The image is `IMAGE_REF` or `-- --image REF|ARCHIVE`; CycloneDX SBOMs go to
+    var/artifacts/sbom/. A scanner that could not scan fails with `could not scan: REASON`;
+    `-- --allow-unscanned` makes that a warning. `-- --threshold LEVEL` (default high).
+    """
+    sync(session, "audit", project=False)
+    session.run("python", "-m", "pipeline.scanners", "audit", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def perf(session: nox.Session) -> None:
+    """Locust, headless, against `invoke up` on its own port and data dir, then `invoke down`.
+
+    `-- --host URL` (or PERF_HOST) tests a deployed stack instead; `-- --users N --run-time 30s`.
+    Thresholds: perf/thresholds.toml; reports: var/artifacts/perf/.
+    """
+    sync(session, "perf")
+    args = list(session.posargs)
+    remote = os.environ.get("PERF_HOST") or any(a.split("=")[0] == "--host" for a in args)
+    if remote:
+        session.run("python", "-m", "pipeline.loadtest", *args)
+        return
+    env = {"DATA_DIR": str(ROOT / "var" / "perf-stack"), "LOCAL_PORT": PERF_PORT}
+    session.run("invoke", "up", env=env)
+    try:
+        session.run("python", "-m", "pipeline.loadtest",
+                    "--host", f"http://127.0.0.1:{PERF_PORT}", *args)
     finally:
         session.run("invoke", "down", env=env)
