@@ -16,6 +16,8 @@ DATABASE_FILE_NAME = "textbook.db"
 SECRET_ENV_VARS = (
     "DEPLOY_API_TOKEN",
     "COHERE_API_KEY",
+    # A path, but it leads to cluster credentials: helm and kubectl read it from here only.
+    "KUBECONFIG",
     "QDRANT_API_KEY",
     "VERCEL_TOKEN",
     "RAILWAY_TOKEN",
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     # recall_k passages for at least recall_threshold of the headings, or the run fails.
     recall_threshold: float = Field(0.8, ge=0, le=1)
     recall_k: int = Field(5, ge=1)
+
+    # The kubernetes target: overrides of deploy.toml's [kubernetes.<env>] context and namespace
+    # (None: the file's). KUBECONFIG, the credentials, is read by helm and kubectl themselves.
+    kube_context: str | None = None
+    kube_namespace: str | None = None
 
     @property
     def sqlalchemy_url(self) -> str:

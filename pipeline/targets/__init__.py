@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pipeline.core import Option, OptionValue
 from pipeline.errors import UsageError
 from pipeline.targets.base import Target
+from pipeline.targets.kubernetes import KubernetesTarget
 from pipeline.targets.local import LocalTarget
 from textbook_api.config import Settings
 
@@ -16,6 +17,7 @@ REGISTRY: dict[str, type[Target]] = {
     target.name: target
     for target in (
         LocalTarget,
+        KubernetesTarget,
     )
 }
 DEFAULT_TARGET = LocalTarget.name

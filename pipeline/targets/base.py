@@ -66,6 +66,10 @@ class Target(ABC):
     def rollback_steps(self, service: str, to: str | None) -> list[Step]:
         """The steps that put an earlier release back (`to`, or the one served before)."""
 
+    def history_lines(self, service: str) -> list[str]:
+        """The service's release history as the target keeps it, for `status` (none: empty)."""
+        return []
+
     def register_step(self, service: str) -> Step:
         """Save where the deployed service answers, for `monitor` and `GET /configurations`."""
         url = self.health_url(service)
