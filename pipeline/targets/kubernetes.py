@@ -232,7 +232,8 @@ class KubernetesTarget(Target):
         return ["helm", "upgrade", "--install", c.release, str(CHART), "--namespace", c.namespace,
                 "--create-namespace", "--atomic", "--wait", "--timeout", f"{c.timeout_seconds}s",
                 "-f", str(c.values), *self._image_values(),
-                "--description", f"deploy-backend {self.image_tag[:12]} by {self.holder}", "--kube-context", c.context]
+                "--description", f"deploy-backend {self.image_tag[:12]} by {self.holder}",
+                "--kube-context", c.context]
 
     def rollback_argv(self, revision: str) -> list[str]:
         c = self.cluster
