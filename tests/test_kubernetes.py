@@ -557,3 +557,18 @@ def test_the_image_migration_command_upgrades_to_head(settings_env: dict[str, st
     heads = migrate.head_revisions(migrate.alembic_config(settings_env["DATABASE_URL"],
                                                           get_settings().migrations_dir))
     assert current == heads
+
+
+def test_status_shows_the_helm_history_of_the_release(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy(cluster) == 0
+    assert cluster.run("rollback") == 2  # one revision only: nothing earlier served
+    capsys.readouterr()
+    assert cli.main(["status", "--target", "kubernetes", "--environment", "staging"]) == 0
+    out = capsys.readouterr().out
+    assert "backend releases on kubernetes (staging):" in out
+    assert f"1\t2026-11-23T18:00:00Z\tdeployed\ttextbook-stack-0.1.0\tdeploy-backend {SHA[:12]}" \
+        in out
+    assert ["history", "textbook", "--namespace", "textbook-staging", "--kube-context",
+            "textbook-staging", "--output", "json"] in cluster.calls("helm", "history")
