@@ -170,11 +170,11 @@ def schema_problems(output: str) -> list[str]:
 
 
 @dataclass
-class HelmRelease:
-    """What the steps of one deploy or rollback hand each other."""
+class RollbackChoice:
+    """What a rollback's `history` step hands its `rollback` step: the revision to return to
+    (--to, or the last one that served before the current one, found in the history)."""
 
-    to_revision: int | None = None  # rollback: the revision to return to
-    replaced_revision: int | None = None  # rollback: the revision it takes out of service
+    to_revision: int | None = None
 
 
 class KubernetesTarget(Target):
@@ -405,7 +405,7 @@ class KubernetesTarget(Target):
         c = self.cluster
         if to is not None and not (to.isdigit() and int(to) > 0):
             raise UsageError(f"--to takes a Helm revision number, not {to!r}")
-        state = HelmRelease(to_revision=int(to) if to else None)
+        state = RollbackChoice(to_revision=int(to) if to else None)
         history = self.history_argv(latest_only=False)
         rollback = self.rollback_argv(to or "<previous revision>")
 
@@ -430,7 +430,6 @@ class KubernetesTarget(Target):
                                  f" (revisions: {', '.join(map(str, sorted(numbers)))})")
             elif state.to_revision == current:
                 raise UsageError(f"revision {current} of {c.release} is already deployed")
-            state.replaced_revision = current
             run.console.print(f"    from revision {current} back to {state.to_revision}")
 
         def roll_back(run: Run) -> None:
