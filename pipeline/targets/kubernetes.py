@@ -368,7 +368,9 @@ class KubernetesTarget(Target):
         c = self.cluster
 
         def change(run: Run) -> None:
-            result = run_tool(argv, c.timeout_seconds + GRACE_SECONDS)
+            # --atomic: after its own --timeout, helm rolls back and waits up to that long
+            # again; killing it before would leave the release pending (locked) for good.
+            result = run_tool(argv, 2 * c.timeout_seconds + GRACE_SECONDS)
             if result.returncode == 0:
                 run.console.print(f"    {last_lines(result.stdout, 2)[:300]}")
                 return
