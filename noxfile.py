@@ -25,6 +25,11 @@ STACK_URL = f"http://127.0.0.1:{STACK_PORT}"
 E2E_ARTIFACTS = ROOT / "var" / "artifacts" / "e2e"
 # The perf session's own local stack: a port of its own (PERF_PORT overrides), beside stack_e2e's.
 PERF_PORT = os.environ.get("PERF_PORT", "18766")
+KUBERNETES_TOOLS = ROOT / "tools" / "kubernetes"
+CHART = ROOT / "helm" / "textbook-stack"
+CHART_ENVIRONMENTS = ["staging", "production", "e2e"]
+KUBERNETES_VERSION = "1.32.0"
+KIND_MODULE = "sigs.k8s.io/kind@v0.33.0"
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -191,3 +196,81 @@ def perf(session: nox.Session) -> None:
                     "--host", f"http://127.0.0.1:{PERF_PORT}", *args)
     finally:
         session.run("invoke", "down", env=env)
+
+
+def kubernetes_tools(session: nox.Session) -> dict[str, str]:
+    """Install helm and kubectl (pinned, checksum-checked) in tools/kubernetes/bin; the
+    environment that puts them first on PATH for the operations (a runner may have others)."""
+    session.run("python", str(KUBERNETES_TOOLS / "install.py"))
+    return {"PATH": f"{KUBERNETES_TOOLS / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+
+def kube_tool(name: str) -> str:
+    return str(KUBERNETES_TOOLS / "bin" / name)
+
+
+@nox.session(python=PYTHONS[0])
+def helm(session: nox.Session) -> None:
+    """helm lint --strict, then helm template into kubernetes-validate --strict, per environment."""
+    sync(session, "helm", project=False)
+    kubernetes_tools(session)
+    session.run(kube_tool("helm"), "dependency", "build", str(CHART), external=True)
+    rendered = ROOT / "var" / "helm"
+    rendered.mkdir(parents=True, exist_ok=True)
+    image = ("--set", "backend.image.tag=lint", "--set", f"backend.image.digest=sha256:{'0' * 64}")
+    manifests = [str(ROOT / "helm" / "e2e" / "cluster.yaml")]
+    for environment in CHART_ENVIRONMENTS:
+        values = ("-f", str(CHART / f"values-{environment}.yaml"))
+        session.run(kube_tool("helm"), "lint", "--strict", str(CHART), *values, *image,
+                    external=True)
+        output = session.run(kube_tool("helm"), "template", "textbook", str(CHART),
+                             "--namespace", f"textbook-{environment}", *values, *image,
+                             external=True, silent=True)
+        target = rendered / f"{environment}.yaml"
+        target.write_text(str(output), encoding="utf-8")
+        manifests.append(str(target))
+    session.run("kubernetes-validate", "--strict", "--kubernetes-version", KUBERNETES_VERSION,
+                *manifests)
+
+
+@nox.session(python=PYTHONS[0])
+def k8s_e2e(session: nox.Session) -> None:
+    """A kind cluster (Docker needed): build and load the image, deploy, ask, roll back, test.
+
+    Runs on GitHub's runners (.github/workflows/k8s-e2e.yml); no Kubernetes can run on the
+    development machines. kind comes from its Go module at a pinned version (checksums from the
+    Go checksum database).
+    """
+    sync(session)
+    env = kubernetes_tools(session)
+    session.run("go", "install", KIND_MODULE, external=True,
+                env={"GOBIN": str(KUBERNETES_TOOLS / "bin"), "GOTOOLCHAIN": "auto"})
+    cluster, namespace, context = "textbook-e2e", "textbook-e2e", "kind-textbook-e2e"
+    sha = str(session.run("git", "rev-parse", "HEAD", external=True, silent=True)).strip()
+    image = f"localhost/textbook-api:{sha}"
+    deploy = ("--target", "kubernetes", "--environment", "e2e")
+    session.run(kube_tool("kind"), "create", "cluster", "--name", cluster, "--wait", "180s",
+                external=True)
+    try:
+        session.run("invoke", "build-image", "--environment", "e2e", "--tag", sha, env=env)
+        session.run(kube_tool("kind"), "load", "docker-image", image, "--name", cluster,
+                    external=True)
+        kubectl = (kube_tool("kubectl"), "--context", context)
+        session.run(*kubectl, "apply", "-f", str(ROOT / "helm" / "e2e" / "cluster.yaml"),
+                    external=True)
+        session.run(*kubectl, "--namespace", namespace, "rollout", "status",
+                    "deployment/postgres", "--timeout=180s", external=True)
+        session.run("invoke", "deploy-backend", *deploy, "--image-tag", sha,
+                    "--prebuilt-image", env=env)
+        service = f"/api/v1/namespaces/{namespace}/services/textbook-backend:http/proxy"
+        session.run(*kubectl, "get", "--raw", f"{service}/api/v1/jobs?limit=1",
+                    external=True)
+        # A second revision, so that the rollback has one to return to.
+        session.run("invoke", "deploy-backend", *deploy, "--image-tag", sha,
+                    "--prebuilt-image", env=env)
+        session.run("invoke", "rollback", *deploy, env=env)
+        session.run("invoke", "status", *deploy[2:], "--target", "kubernetes", env=env)
+        session.run(kube_tool("helm"), "test", "textbook", "--namespace", namespace,
+                    "--kube-context", context, "--logs", external=True)
+    finally:
+        session.run(kube_tool("kind"), "delete", "cluster", "--name", cluster, external=True)

@@ -22,6 +22,7 @@ from pipeline.local import server
 from pipeline.local.loadgen import Load
 from pipeline.local.releases import Layout, current, releases
 from pipeline.locks import file_lock
+from pipeline.targets import REGISTRY
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
@@ -275,7 +276,9 @@ def test_a_port_taken_by_a_foreign_process_exits_2_naming_it(
 
 def test_an_unknown_target_exits_2(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     assert stack.run("deploy-backend", "--target", "mars") == 2
-    assert "unknown target 'mars' (known: local)" in capsys.readouterr().err
+    known = ", ".join(sorted(REGISTRY))
+    assert "local" in REGISTRY
+    assert f"unknown target 'mars' (known: {known})" in capsys.readouterr().err
 
 
 def test_down_stops_a_release_orphaned_by_a_killed_deploy(stack: Stack, tmp_path: Path) -> None:

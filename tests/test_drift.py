@@ -53,6 +53,12 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
         ("--dry-run", "--port", "18765"),
         ("--dry-run", "--port", "18765", "--keep", "3", "--health-attempts", "5"),
         ("--dry-run", "--target", "mars"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "staging"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "production", "--image-tag",
+         "v1.2.3", "--image-digest", "sha256:" + "0f" * 32, "--prebuilt-image"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "nowhere"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "staging", "--image-digest",
+         "md5:1"),
     ],
     "deploy-frontend": [
         ("--dry-run", "--prebuilt"),
@@ -61,6 +67,10 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
     "rollback": [
         ("--dry-run", "--port", "18765"),
         ("--dry-run", "--service", "nothing"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "staging"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "production", "--to", "3"),
+        ("--dry-run", "--target", "kubernetes", "--environment", "staging", "--service",
+         "frontend"),
     ],
     "up": [
         ("--dry-run", "--port", "18765"),

@@ -16,6 +16,8 @@ DATABASE_FILE_NAME = "textbook.db"
 SECRET_ENV_VARS = (
     "DEPLOY_API_TOKEN",
     "COHERE_API_KEY",
+    # A path, but it leads to cluster credentials: helm and kubectl read it from here only.
+    "KUBECONFIG",
     "QDRANT_API_KEY",
     "VERCEL_TOKEN",
     "RAILWAY_TOKEN",
@@ -78,6 +80,10 @@ class Settings(BaseSettings):
     railway_request_timeout: float = Field(30.0, gt=0)
     railway_deploy_timeout: float = Field(900.0, gt=0)
     railway_poll_interval: float = Field(5.0, gt=0)
+    # The kubernetes target: overrides of deploy.toml's [kubernetes.<env>] context and namespace
+    # (None: the file's). KUBECONFIG, the credentials, is read by helm and kubectl themselves.
+    kube_context: str | None = None
+    kube_namespace: str | None = None
 
     @property
     def sqlalchemy_url(self) -> str:

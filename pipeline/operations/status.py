@@ -9,6 +9,8 @@ from pipeline.audit import audit_trail, table
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.database import Database
 from pipeline.errors import UsageError
+from pipeline.targets import resolve
+from pipeline.targets.base import Target
 from textbook_api.config import Settings
 from textbook_api.models import DeploymentJob
 from textbook_api.services.deployments import JobFilter
@@ -20,6 +22,8 @@ OPTIONS = (
     Option("service", "only jobs of this service", None, "NAME"),
     Option("environment", "only jobs of this environment", None, "NAME"),
     Option("limit", "how many recent jobs", 20, "N"),
+    Option("target", "also show this deploy target's own release history (kubernetes: helm"
+           " history of the environment's release)", None, "TARGET"),
 )
 
 
@@ -77,6 +81,16 @@ def _job_step(database: Database, job_id: int) -> Step:
     return Step("job", f"show job {job_id}", show)
 
 
+def _history_step(target: Target, service: str) -> Step:
+    def show(run: Run) -> None:
+        lines = target.history_lines(service)
+        run.console.print(f"{service} releases on {target.name} ({target.environment}):")
+        for line in lines or ["none kept by this target"]:
+            run.console.print(f"  {line}")
+
+    return Step("history", f"show the {service} release history on {target.name}", show)
+
+
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     database = Database.from_settings(settings)
     limit = int(options["limit"] or 0)
@@ -92,7 +106,11 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         service=str(options["service"]) if options["service"] else None,
         environment=str(options["environment"]) if options["environment"] else None,
     )
-    return Plan(NAME, context, (_jobs_step(database, where, limit),), report=True)
+    steps = [_jobs_step(database, where, limit)]
+    if options["target"]:
+        service = where.service or "backend"
+        steps.append(_history_step(resolve(settings, options, (service,)), service))
+    return Plan(NAME, context, tuple(steps), report=True)
 
 
 OPERATION = Operation(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pipeline.core import Option, OptionValue
 from pipeline.errors import UsageError
 from pipeline.targets.base import Target
+from pipeline.targets.kubernetes import KubernetesTarget
 from pipeline.targets.local import LocalTarget
 from pipeline.targets.railway import RailwayTarget
 from textbook_api.config import Settings
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Target]] = {
     for target in (
         LocalTarget,
         RailwayTarget,
+        KubernetesTarget,
     )
 }
 DEFAULT_TARGET = LocalTarget.name

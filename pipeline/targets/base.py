@@ -146,6 +146,10 @@ class Target(ABC):
 
         return Step("lock", f"flock {path} (lease renewed every {LEASE_RENEW_SECONDS}s)", take)
 
+    def history_lines(self, service: str) -> list[str]:
+        """The service's release history as the target keeps it, for `status` (none: empty)."""
+        return []
+
     def register_step(self, service: str) -> Step:
         """Save where the deployed service answers, for `monitor` and `GET /configurations`."""
         url = self.health_url(service)
