@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     local_port: int = Field(8765, ge=1, le=65535)
     # The Docusaurus site that build-frontend builds (its docs/, package-lock.json, build/).
     frontend_dir: Path = Path("frontend")
+    # The port `python -m textbook_api` (the container image's command) listens on.
+    port: int = Field(8000, ge=1, le=65535)
 
     # Retrieval (RAG): the docs to index, the embedder, the vector store, the quality gate.
     docs_dir: Path = Path("frontend/docs")
