@@ -329,7 +329,7 @@ def test_pulled_back_by_digest_it_answers_ready(pushed: Pushed, registry: Regist
         ["podman", "image", "inspect", "--format", "{{.Config.User}}", by_digest],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
-    assert user == "textbook"
+    assert user == "10001:10001"
 
 
 @pytest.mark.integration
@@ -415,3 +415,21 @@ def test_a_code_only_change_reuses_the_dependency_layer(bases: dict[str, str],
     after = layers(f"localhost/{IMAGE_NAME}:after")
     assert before[:-1] == after[:-1]  # the base, the user and the environment: reused
     assert before[-1] != after[-1]  # the code layer: rebuilt
+
+
+@pytest.mark.integration
+def test_a_dockerfile_failing_hadolint_fails_the_container_session(tmp_path: Path) -> None:
+    nox = shutil.which("nox")
+    if nox is None:
+        message = "needs nox on PATH: python3 -m pip install -r requirements/bootstrap.txt"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    result = subprocess.run([nox, "-s", "container", "--", str(bad)], capture_output=True,
+                            text=True, check=False, cwd=ROOT)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{bad}:1 DL3007" in output  # `latest`: hadolint's own line, file and rule
+    assert "Session container failed" in output
