@@ -270,10 +270,13 @@ def git_revision() -> str:
 
 def git_source() -> str:
     """The origin remote's URL for the source label; empty when there is none."""
-    result = subprocess.run(  # nosec B603 B607: git from PATH, fixed arguments
-        ["git", "config", "--get", "remote.origin.url"], capture_output=True, text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(  # nosec B603 B607: git from PATH, fixed arguments
+            ["git", "config", "--get", "remote.origin.url"], capture_output=True, text=True,
+            check=False,
+        )
+    except OSError:
+        return ""
     return result.stdout.strip()
 
 
