@@ -262,6 +262,7 @@ class Pushed:
     env: dict[str, str]
     result: Result
     digest: str
+    revision: str  # the commit the image was tagged with
 
 
 @pytest.fixture(scope="module")
@@ -270,12 +271,13 @@ def pushed(bases: dict[str, str], registry: Registry,
     """`scripts/build-image.sh --push --environment staging`, recorded in its own database."""
     env = image_env(tmp_path_factory.mktemp("pushed"), bases, registry)
     migrate(env)
+    revision = git_head()
     result = run_door("script", env, "--push", "--environment", "staging")
     assert result.code == 0, result.out[-3000:] + result.err
     _, artifacts = recorded(env)
     images = [a for a in artifacts if a[0] == "container-image"]
     assert len(images) == 1, artifacts
-    return Pushed(env, result, "sha256:" + images[0][2])
+    return Pushed(env, result, "sha256:" + images[0][2], revision)
 
 
 @pytest.mark.integration
@@ -303,7 +305,7 @@ def test_the_push_is_recorded_with_its_digest_size_and_sbom(
 def test_both_tags_in_the_registry_carry_the_recorded_digest(
     pushed: Pushed, registry: Registry
 ) -> None:
-    assert skopeo_digest(registry, registry.ref(git_head())) == pushed.digest
+    assert skopeo_digest(registry, registry.ref(pushed.revision)) == pushed.digest
     assert skopeo_digest(registry, registry.ref("staging")) == pushed.digest
 
 
