@@ -29,6 +29,9 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from conftest import ROOT, door_command, door_env, free_port
+from pipeline.errors import UsageError
+from pipeline.operations.build_image import Engine, parse_registry
+from textbook_api.redaction import Redactor, secret_values
 from tools import base_images
 
 IMAGE_TOOLS = ("podman", "buildah", "skopeo", "docker-registry", "mmdebstrap")
@@ -253,6 +256,36 @@ def test_the_dry_run_names_every_step_and_no_secret(tmp_path: Path) -> None:
     assert registry.password not in result.out + result.err
     assert registry.username not in result.out + result.err
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_registry_credentials_are_masked_wherever_text_leaves() -> None:
+    environ = {"REGISTRY_USERNAME": "ci-robot-7f3a", "REGISTRY_PASSWORD": "p4ss-9e1c-x"}
+    redact = Redactor(secret_values(environ))
+    assert redact("login ci-robot-7f3a:p4ss-9e1c-x refused") == "login ***:*** refused"
+
+
+@pytest.mark.parametrize(("address", "plain_http"), [
+    ("127.0.0.1:5000", True), ("localhost:5000/team", True), ("[::1]:5000", True),
+    ("registry.example.com", False), ("10.0.0.7:5000/ns", False), ("localhost.evil.example", False),
+])
+def test_tls_is_off_only_for_loopback_registries(address: str, plain_http: bool,
+                                                 tmp_path: Path) -> None:
+    registry = parse_registry(address)
+    assert registry is not None
+    for engine in (Engine("podman", "/usr/bin/podman"), Engine("docker", "/usr/bin/docker")):
+        argv, _ = engine.push("x:1", tmp_path, registry, tmp_path / "digest")
+        login, _ = engine.login(tmp_path, registry)
+        expected = plain_http and engine.daemonless
+        assert ("--tls-verify=false" in argv) is expected
+        assert ("--tls-verify=false" in login) is expected
+    assert registry.scheme == ("http" if plain_http else "https")
+
+
+@pytest.mark.parametrize("address", ["https://registry.example.com", "Registry.example.com/UP",
+                                     "host:99999", "host/with space"])
+def test_a_malformed_registry_is_a_usage_error_naming_it(address: str) -> None:
+    with pytest.raises(UsageError, match="IMAGE_REGISTRY"):
+        parse_registry(address)
 
 
 # --------------------------------------------------------------------------- real builds
