@@ -233,6 +233,26 @@ def test_no_engine_exits_2_naming_what_to_install(door: str, tmp_path: Path) -> 
     assert "plan" not in result.out
 
 
+@pytest.mark.parametrize(("daemon_answers", "engine"), [(True, "docker"), (False, "podman")])
+def test_docker_is_used_only_when_its_daemon_answers(daemon_answers: bool, engine: str,
+                                                     tmp_path: Path) -> None:
+    # No Docker daemon runs here: a stand-in `docker` whose `info` succeeds or fails.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "dirname", "bash"):
+        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
+    (bin_dir / "podman").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "docker").write_text(f"#!/bin/sh\nexit {0 if daemon_answers else 1}\n")
+    for fake in ("podman", "docker"):
+        (bin_dir / fake).chmod(0o755)
+    env = {**image_env(tmp_path, {}, None), "PATH": str(bin_dir)}
+    result = run_door("script", env, "--dry-run")
+    assert result.code == 0, result.err
+    assert f"engine {engine}" in result.out
+    assert f"{bin_dir}/{engine} build" in result.out
+    assert ("--isolation chroot" in result.out) is (engine == "podman")
+
+
 def test_push_without_a_registry_is_a_usage_error(tmp_path: Path) -> None:
     if shutil.which("podman") is None:
         pytest.skip(f"needs podman: {INSTALL}")
