@@ -380,11 +380,13 @@ def test_pulled_back_by_digest_it_answers_ready(pushed: Pushed, registry: Regist
         ready = get_when_up(f"{url}/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["status"] == "ready"
-    user = subprocess.run(
-        ["podman", "image", "inspect", "--format", "{{.Config.User}}", by_digest],
+    config = json.loads(subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{json .Config}}", by_digest],
         capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    assert user == "10001:10001"
+    ).stdout)
+    assert config["User"] == "10001:10001"
+    assert config["Labels"]["org.opencontainers.image.revision"] == pushed.revision
+    assert config["Labels"]["org.opencontainers.image.created"].startswith("20")
 
 
 @pytest.mark.integration
@@ -470,6 +472,12 @@ def test_a_code_only_change_reuses_the_dependency_layer(bases: dict[str, str],
     after = layers(f"localhost/{IMAGE_NAME}:after")
     assert before[:-1] == after[:-1]  # the base, the user and the environment: reused
     assert before[-1] != after[-1]  # the code layer: rebuilt
+    revision = subprocess.run(
+        ["podman", "image", "inspect", "--format",
+         '{{index .Labels "org.opencontainers.image.revision"}}', f"localhost/{IMAGE_NAME}:after"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert revision == "after"  # stamped on this build, not reused from the cache
 
 
 @pytest.mark.integration

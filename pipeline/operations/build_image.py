@@ -46,6 +46,7 @@ NAME = "build-image"
 DOCKERFILE = Path("backend/Dockerfile")  # relative to the repository root, the build context
 CONTEXT = Path(".")
 ARTIFACT_KIND = "container-image"
+OCI_LABEL = "org.opencontainers.image"
 SBOM_KIND = "sbom"
 ENGINE_CHECK_SECONDS = 20
 REGISTRY_SECONDS = 60
@@ -88,7 +89,7 @@ class Engine:
         return self.name != "docker"
 
     def build(self, refs: tuple[str, ...], build_args: Mapping[str, str],
-              ca_bundle: Path | None) -> list[str]:
+              labels: Mapping[str, str], ca_bundle: Path | None) -> list[str]:
         # chroot isolation: no user namespaces or cgroups needed, so it builds unprivileged
         # and in containers; the docker format keeps the Dockerfile's HEALTHCHECK (OCI drops it).
         engine_flags = ["--isolation", "chroot", "--format", "docker", "--layers"]
@@ -96,6 +97,8 @@ class Engine:
                 "--file", str(DOCKERFILE)]
         for key, value in build_args.items():
             argv += ["--build-arg", f"{key}={value}"]
+        for key, value in labels.items():
+            argv += ["--label", f"{OCI_LABEL}.{key}={value}"]
         if ca_bundle is not None:
             argv += ["--secret", f"id=ca-bundle,src={ca_bundle}"]
         for ref in refs:
@@ -320,8 +323,7 @@ def image_steps(
             ("BUILDER_IMAGE", settings.builder_image), ("BASE_IMAGE", settings.base_image),
         ) if value
     }
-    shown_args = {**build_args, "SOURCE": "<git remote>", "REVISION": tag,
-                  "CREATED": "<now, UTC>"}
+    shown_labels = {"source": "<git remote>", "revision": tag, "created": "<now, UTC>"}
     ca_bundle = settings.ssl_cert_file
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"SSL_CERT_FILE {ca_bundle} is not a file")
@@ -354,9 +356,10 @@ def image_steps(
         run.console.print(f"    credentials accepted by {registry.host}")
 
     def build(run: Run) -> None:
-        args = {**build_args, "SOURCE": git_source(), "REVISION": tag,
-                "CREATED": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        code, lines = stream(run, engine.build(image.refs, args, ca_bundle), CONTEXT, os.environ)
+        labels = {"source": git_source(), "revision": tag,
+                  "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        argv = engine.build(image.refs, build_args, labels, ca_bundle)
+        code, lines = stream(run, argv, CONTEXT, os.environ)
         if code != 0:
             raise OperationFailed(f"{engine.name} build exited {code}: "
                                   + " / ".join(lines[-3:]))
@@ -429,7 +432,8 @@ def image_steps(
         steps.append(Step("registry", f"GET {registry.scheme}://{registry.host}/v2/"
                           f"{credentials}", check_registry))
     steps += [
-        Step("build", shlex.join(engine.build(image.refs, shown_args, ca_bundle)), build),
+        Step("build", shlex.join(engine.build(image.refs, build_args, shown_labels,
+                                              ca_bundle)), build),
         Step("sbom", f"{engine.name} save {image.refs[0]}; syft scan -> CycloneDX"
              f" {artifacts}/{tag}.cdx.json", sbom),
     ]
