@@ -98,7 +98,8 @@ class Engine:
         for key, value in build_args.items():
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in labels.items():
-            argv += ["--label", f"{OCI_LABEL}.{key}={value}"]
+            if value:  # no origin remote: no source label rather than an empty one
+                argv += ["--label", f"{OCI_LABEL}.{key}={value}"]
         if ca_bundle is not None:
             argv += ["--secret", f"id=ca-bundle,src={ca_bundle}"]
         for ref in refs:
