@@ -122,8 +122,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 def image_env(data: Path, bases: dict[str, str], registry: Registry | None,
-              **extra: str) -> dict[str, str]:
-    env = {"DATA_DIR": str(data), "DATABASE_URL": f"sqlite:///{data}/textbook.db",
+              database_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The settings of one run: its own data folder and database (the run's dialect)."""
+    env = {"DATA_DIR": str(data), "DATABASE_URL": database_url or f"sqlite:///{data}/textbook.db",
            "IMAGE_NAME": IMAGE_NAME, "ENVIRONMENT": "local", **bases}
     if registry is not None:
         env.update(IMAGE_REGISTRY=registry.host, REGISTRY_USERNAME=registry.username,
@@ -319,10 +320,10 @@ class Pushed:
 
 
 @pytest.fixture(scope="module")
-def pushed(bases: dict[str, str], registry: Registry,
+def pushed(bases: dict[str, str], registry: Registry, module_database_url: str,
            tmp_path_factory: pytest.TempPathFactory) -> Pushed:
     """`scripts/build-image.sh --push --environment staging`, recorded in its own database."""
-    env = image_env(tmp_path_factory.mktemp("pushed"), bases, registry)
+    env = image_env(tmp_path_factory.mktemp("pushed"), bases, registry, module_database_url)
     migrate(env)
     revision = git_head()
     result = run_door("script", env, "--push", "--environment", "staging")
@@ -408,24 +409,28 @@ def test_the_image_embeds_with_the_packaged_model_offline(pushed: Pushed,
 
 
 @pytest.mark.integration
-def test_the_invoke_door_builds_from_cache_and_pushes(pushed: Pushed, registry: Registry,
-                                                      tmp_path: Path) -> None:
-    env = {**pushed.env, "DATA_DIR": str(tmp_path)}
+def test_the_invoke_door_builds_from_cache_and_pushes(
+    pushed: Pushed, bases: dict[str, str], registry: Registry, tmp_path: Path,
+    database_url: str
+) -> None:
+    env = image_env(tmp_path, bases, registry, database_url)
+    migrate(env)
     result = run_door("invoke", env, "--push", "--environment", "staging")
     assert result.code == 0, result.out[-3000:] + result.err
     assert "Installed" not in result.out  # uv installed nothing: the dependency layer cached
-    pinned = next(line.split()[1] for line in result.out.splitlines()
-                  if line.strip().startswith("pushed "))
-    digest = pinned.split("@", 1)[1]
+    _, artifacts = recorded(env)
+    uri = next(uri for kind, uri, _, _ in artifacts if kind == "container-image")
     # A new `created` label makes a new image; the registry's staging tag now names it.
-    assert skopeo_digest(registry, registry.ref("staging")) == digest
+    assert uri != registry.ref(pushed.digest)
+    assert skopeo_digest(registry, registry.ref("staging")) == uri.split("@", 1)[1]
 
 
 @pytest.mark.integration
 def test_refused_credentials_exit_1_naming_the_registry(
-    bases: dict[str, str], registry: Registry, tmp_path: Path
+    bases: dict[str, str], registry: Registry, tmp_path: Path, database_url: str
 ) -> None:
-    env = image_env(tmp_path, bases, registry, REGISTRY_PASSWORD="not-the-password")
+    env = image_env(tmp_path, bases, registry, database_url,
+                    REGISTRY_PASSWORD="not-the-password")
     migrate(env)
     result = run_door("script", env, "--push")
     assert result.code == 1
