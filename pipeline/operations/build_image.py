@@ -259,6 +259,23 @@ class ImageBuild:
         return f"{self.repository}@{self.digest}"
 
 
+@dataclass
+class Scratch:
+    """The run's private folder (auth file, saved image, digest file): made on first use in
+    DATA_DIR, removed when the run ends, whatever the outcome."""
+
+    parent: Path
+    path: Path | None = None
+    auth: Path | None = None  # the folder, once it holds the registry auth file
+
+    def folder(self, run: Run) -> Path:
+        if self.path is None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f"{NAME}-", dir=self.parent))
+            run.resources.callback(shutil.rmtree, self.path, ignore_errors=True)
+        return self.path
+
+
 def git_revision() -> str:
     try:
         result = subprocess.run(  # nosec B603 B607: git from PATH, fixed arguments
@@ -329,15 +346,7 @@ def image_steps(
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"SSL_CERT_FILE {ca_bundle} is not a file")
     artifacts = settings.data_dir / "artifacts" / NAME
-    work: dict[str, Path] = {}  # the run's private folder (auth file, archive, digest file)
-
-    def workdir(run: Run) -> Path:
-        if "dir" not in work:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix=f"{NAME}-", dir=settings.data_dir))
-            run.resources.callback(shutil.rmtree, path, ignore_errors=True)
-            work["dir"] = path
-        return work["dir"]
+    scratch = Scratch(settings.data_dir)
 
     def check_registry(run: Run) -> None:
         assert registry is not None  # nosec B101: --push without a registry is refused above
@@ -345,10 +354,10 @@ def image_steps(
         if username is None or password is None:
             run.console.print(f"    {registry.host} answers; no credentials: pushing anonymously")
             return
-        auth_dir = workdir(run)
+        auth_dir = scratch.folder(run)
         write_auth_file(auth_dir, registry, username.get_secret_value(),
                         password.get_secret_value())
-        work["auth"] = auth_dir
+        scratch.auth = auth_dir
         argv, env = engine.login(auth_dir, registry)
         try:
             _run_checked(argv, f"{engine.name} login", env, REGISTRY_SECONDS)
@@ -371,7 +380,7 @@ def image_steps(
                           f" {image.size / 1e6:.1f} MB")
 
     def sbom(run: Run) -> None:
-        saved = workdir(run) / "image"
+        saved = scratch.folder(run) / "image"
         save, source = engine.save(image.refs[0], saved)
         _run_checked(save, f"{engine.name} save")
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -389,8 +398,8 @@ def image_steps(
         assert registry is not None  # nosec B101: --push without a registry is refused above
         digests = []
         for ref in image.refs:
-            digest_file = workdir(run) / "digest"
-            argv, env = engine.push(ref, work.get("auth"), registry, digest_file)
+            digest_file = scratch.folder(run) / "digest"
+            argv, env = engine.push(ref, scratch.auth, registry, digest_file)
             code, lines = stream(run, argv, CONTEXT, {**os.environ, **env})
             if code != 0:
                 raise registry_failure(registry, f"push {ref}", "\n".join(lines))
