@@ -501,3 +501,10 @@ def test_a_dockerfile_failing_hadolint_fails_the_container_session(tmp_path: Pat
     output = result.stdout + result.stderr
     assert f"{bad}:1 DL3007" in output  # `latest`: hadolint's own line, file and rule
     assert "Session container failed" in output
+
+
+def test_the_dockerfile_pins_the_uv_of_the_bootstrap_requirements() -> None:
+    bootstrap = (ROOT / "requirements" / "bootstrap.txt").read_text()
+    pinned = next(line.split("==")[1].strip() for line in bootstrap.splitlines()
+                  if line.startswith("uv=="))
+    assert f"ARG UV_VERSION={pinned}\n" in (ROOT / "backend" / "Dockerfile").read_text()
