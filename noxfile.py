@@ -6,6 +6,7 @@ Every Python session installs from uv.lock (one version of each tool everywhere)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parent
 PYTHONS = ["3.11", "3.12", "3.13"]
 DATABASES = ["sqlite", "postgres"]
 PYTHON_SOURCES = [
-    "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py"
+    "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py",
+    "tools/base_images.py",
 ]
+DOCKERFILES = [ROOT / "backend" / "Dockerfile"]
 FRONTEND = ROOT / "frontend"
 ACTIONLINT = ROOT / "tools" / "actionlint"
 STACK_PORT = "18765"
@@ -117,6 +120,28 @@ def security(session: nox.Session) -> None:
     session.run("detect-secrets-hook", "--baseline", ".secrets.baseline", *files)
     # trivy's offline misconfiguration checks over whichever of backend/Dockerfile, helm/ exist.
     session.run("python", "-m", "pipeline.scanners", "config")
+
+
+@nox.session(python=PYTHONS[0])
+def container(session: nox.Session) -> None:
+    """hadolint and trivy's misconfiguration check (offline) over the Dockerfiles.
+
+    `nox -s container -- FILE...` lints other Dockerfiles with hadolint.
+    """
+    sync(session, "container", project=False)
+    dockerfiles = session.posargs or [str(path.relative_to(ROOT)) for path in DOCKERFILES]
+    session.run("hadolint", "--no-color", *dockerfiles)
+    report = ROOT / "var" / "trivy-config.json"
+    report.parent.mkdir(exist_ok=True)
+    # Offline: the checks embedded in trivy, no bundle download. Exit 1 on any finding.
+    session.run("trivy", "config", "--quiet", "--skip-check-update", "--exit-code", "1",
+                "--format", "json", "--output", str(report),
+                *sorted({str(Path(file).parent) for file in dockerfiles}))
+    results = json.loads(report.read_text()).get("Results", [])
+    scanned = [result["Target"] for result in results if result.get("Type") == "dockerfile"]
+    if len(scanned) < len(dockerfiles):
+        session.error(f"trivy scanned {scanned}, not all of {dockerfiles}: refusing silence")
+    print(f"trivy config: {', '.join(scanned)}: no misconfiguration")
 
 
 @nox.session(python=PYTHONS[0])

@@ -39,6 +39,12 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
         ("--dry-run", "--docs-dir", "frontend/no-such-docs"),
         ("--dry-run", "--max-delete-fraction", "2"),
     ],
+    "build-image": [
+        ("--dry-run",),
+        ("--dry-run", "--environment", "staging", "--tag", "v1.2.3"),
+        ("--dry-run", "--push"),  # no IMAGE_REGISTRY: exit 2 through both doors
+        ("--dry-run", "--tag", "not a tag"),
+    ],
     "build-frontend": [
         ("--dry-run",),
         ("--dry-run", "--environment", "production"),

@@ -22,6 +22,8 @@ SECRET_ENV_VARS = (
     "VERCEL_TOKEN",
     "RAILWAY_TOKEN",
     "SLACK_WEBHOOK_URL",
+    "REGISTRY_USERNAME",
+    "REGISTRY_PASSWORD",
 )
 
 
@@ -45,6 +47,20 @@ class Settings(BaseSettings):
     local_port: int = Field(8765, ge=1, le=65535)
     # The Docusaurus site that build-frontend builds (its docs/, package-lock.json, build/).
     frontend_dir: Path = Path("frontend")
+    # The port `python -m textbook_api` (the container image's command) listens on.
+    port: int = Field(8000, ge=1, le=65535)
+    # build-image: the registry (host[:port][/namespace]) and repository name its tags go to,
+    # and the bases of backend/Dockerfile's two stages (None: the Dockerfile's defaults, the
+    # official Python images; here, where none can be pulled, locally made ones).
+    image_registry: str | None = None
+    image_name: str = Field("textbook-api", pattern=r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$")
+    base_image: str | None = None
+    builder_image: str | None = None
+    # A CA bundle the image's builder trusts for its downloads (OpenSSL's own variable, so a
+    # host behind a TLS-re-signing proxy passes what it trusts already); None: the image's own.
+    ssl_cert_file: Path | None = None
+    registry_username: SecretStr | None = None
+    registry_password: SecretStr | None = None
 
     # Retrieval (RAG): the docs to index, the embedder, the vector store, the quality gate.
     docs_dir: Path = Path("frontend/docs")

@@ -3,6 +3,7 @@
 from pipeline.core import Operation
 from pipeline.operations import (
     build_frontend,
+    build_image,
     deploy_backend,
     deploy_frontend,
     down,
@@ -20,6 +21,7 @@ OPERATIONS: dict[str, Operation] = {
         run_migrations.OPERATION,
         populate_embeddings.OPERATION,
         build_frontend.OPERATION,
+        build_image.OPERATION,
         status.OPERATION,
         monitor.OPERATION,
         deploy_backend.OPERATION,
