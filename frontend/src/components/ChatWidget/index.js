@@ -126,7 +126,7 @@ export default function ChatWidget() {
   const loading = state.status === 'loading';
 
   return (
-    <div className={styles.root}>
+    <div className={styles.root} data-chat-widget>
       {open && (
         <div
           id={panelId}
