@@ -328,46 +328,53 @@ async function auditPage(page, base, pagePath, theme, size, findings) {
   await record('open with its error', WIDGET);
 }
 
-async function auditSite(browser, base, pages, pageErrors) {
+/** One theme at one size: its own browser context (theme, viewport), every page audited. */
+async function auditContext(browser, base, pages, theme, size, pageErrors) {
+  const started = Date.now();
   const findings = [];
-  let audited = 0;
-  for (const theme of THEMES) {
-    for (const [size, device] of Object.entries(SIZES)) {
-      const context = await browser.newContext({...device, colorScheme: theme});
-      try {
-        // Docusaurus reads the chosen theme from localStorage before it renders.
-        await context.addInitScript((chosen) => {
-          globalThis.localStorage.setItem('theme', chosen);
-        }, theme);
-        await context.addInitScript({path: AXE_SCRIPT});
-        const page = await context.newPage();
-        page.setDefaultTimeout(TIMEOUT_MS);
-        page.on('pageerror', (err) => pageErrors.push(err.message));
-        if (size === 'phone') {
-          await check(`on a phone (${theme}) the question input is at least 16px (no zoom on focus)`, async () => {
-            await goto(page, `${base}/`);
-            await page.getByRole('button', {name: TOGGLE_NAME}).click();
-            const px = await page.getByLabel(INPUT_LABEL).evaluate(
-              (el) => parseFloat(globalThis.getComputedStyle(el).fontSize),
-            );
-            if (!(px >= 16)) {
-              throw new Error(`font-size is ${px}px`);
-            }
-          });
+  const context = await browser.newContext({...SIZES[size], colorScheme: theme});
+  try {
+    // Docusaurus reads the chosen theme from localStorage before it renders.
+    await context.addInitScript((chosen) => {
+      globalThis.localStorage.setItem('theme', chosen);
+    }, theme);
+    await context.addInitScript({path: AXE_SCRIPT});
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    if (size === 'phone') {
+      await check(`on a phone (${theme}) the question input is at least 16px (no zoom on focus)`, async () => {
+        await goto(page, `${base}/`);
+        await page.getByRole('button', {name: TOGGLE_NAME}).click();
+        const px = await page.getByLabel(INPUT_LABEL).evaluate(
+          (el) => parseFloat(globalThis.getComputedStyle(el).fontSize),
+        );
+        if (!(px >= 16)) {
+          throw new Error(`font-size is ${px}px`);
         }
-        if (theme === THEMES[0] && size === 'desktop') {
-          await auditSelfCheck(page, base);
-        }
-        for (const pagePath of pages) {
-          await auditPage(page, base, pagePath, theme, size, findings);
-          audited += 1;
-        }
-      } finally {
-        await context.close();
-      }
+      });
     }
+    if (theme === THEMES[0] && size === 'desktop') {
+      await auditSelfCheck(page, base);
+    }
+    for (const pagePath of pages) {
+      await auditPage(page, base, pagePath, theme, size, findings);
+    }
+  } finally {
+    await context.close();
   }
-  return {findings, audited};
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`# audited ${pages.length} pages (${theme}, ${size}) in ${seconds} s`);
+  return findings;
+}
+
+/** Every page in every theme at every size: the contexts run side by side in one browser. */
+async function auditSite(browser, base, pages, pageErrors) {
+  const combinations = THEMES.flatMap((theme) => Object.keys(SIZES).map((size) => [theme, size]));
+  const results = await Promise.all(
+    combinations.map(([theme, size]) => auditContext(browser, base, pages, theme, size, pageErrors)),
+  );
+  return {findings: results.flat(), audited: pages.length * combinations.length};
 }
 
 function reportFindings(findings) {
