@@ -164,7 +164,7 @@ def frontend(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def frontend_e2e(session: nox.Session) -> None:
-    """`invoke build-frontend`, then the headless-Chromium smoke test against the built site."""
+    """`invoke build-frontend`, then the headless-Chromium smoke test and axe audit of the site."""
     sync(session)
     session.run("invoke", "build-frontend", *session.posargs)
     session.run(

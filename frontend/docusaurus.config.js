@@ -2,7 +2,7 @@
 // Docusaurus configuration for "Physical AI & Humanoid Robotics".
 // Plain JS, no external scripts, no analytics, no search service.
 
-const {themes: prismThemes} = require('prism-react-renderer');
+const {lightTheme, darkTheme} = require('./src/prism/themes');
 
 /** @type {import('@docusaurus/types').Config} */
 const config = {
@@ -84,8 +84,8 @@ const config = {
         copyright: `Physical AI & Humanoid Robotics. Built with Docusaurus.`,
       },
       prism: {
-        theme: prismThemes.github,
-        darkTheme: prismThemes.dracula,
+        theme: lightTheme,
+        darkTheme: darkTheme,
         additionalLanguages: ['bash', 'yaml', 'python', 'cpp', 'json'],
       },
     }),

@@ -35,7 +35,13 @@ export default [
     },
   },
   {
-    files: ['tests/__mocks__/**/*.js', 'jest.config.js', 'docusaurus.config.js', 'sidebars.js'],
+    files: [
+      'tests/__mocks__/**/*.js',
+      'jest.config.js',
+      'docusaurus.config.js',
+      'sidebars.js',
+      'src/prism/**/*.js', // required by docusaurus.config.js
+    ],
     languageOptions: {
       sourceType: 'commonjs',
       globals: {...globals.node},

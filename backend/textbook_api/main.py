@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from textbook_api.api.deployments import install_error_handlers
 from textbook_api.api.deployments import router as deployments_router
 from textbook_api.api.health import router as health_router
 from textbook_api.api.query import router as query_router
 from textbook_api.config import get_settings
+from textbook_api.site import SiteFiles
 
 
 def create_app() -> FastAPI:
@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
     if site is not None:
         # The textbook at `/`, so the local stack is one URL. StaticFiles resolves the path on
         # every request, so a release switch (a symlink swap) takes effect at once.
-        app.mount("/", StaticFiles(directory=site, html=True, check_dir=False), name="site")
+        app.mount("/", SiteFiles(directory=site, html=True, check_dir=False), name="site")
     return app
 
 

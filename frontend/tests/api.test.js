@@ -1,6 +1,7 @@
 import {
   buildQueryUrl,
-  describeErrorBody,
+  describeErrorStatus,
+  errorDetail,
   normalizeQuestion,
   queryTextbook,
   safeHref,
@@ -42,19 +43,46 @@ describe('safeHref', () => {
   });
 });
 
-describe('describeErrorBody', () => {
+describe('errorDetail', () => {
   test('uses a string detail', () => {
-    expect(describeErrorBody({detail: 'Index missing'}, 503)).toBe('Index missing');
+    expect(errorDetail({detail: ' Index missing '})).toBe('Index missing');
   });
 
   test('joins FastAPI validation error messages', () => {
     const body = {detail: [{msg: 'field required'}, {msg: 'too long'}]};
-    expect(describeErrorBody(body, 422)).toBe('field required; too long');
+    expect(errorDetail(body)).toBe('field required; too long');
   });
 
-  test('falls back to the status code', () => {
-    expect(describeErrorBody(null, 502)).toBe('Request failed with status 502');
-    expect(describeErrorBody({}, 500)).toBe('Request failed with status 500');
+  test('is null when the body explains nothing', () => {
+    expect(errorDetail(null)).toBeNull();
+    expect(errorDetail({})).toBeNull();
+    expect(errorDetail({detail: '  '})).toBeNull();
+    expect(errorDetail({detail: [{loc: ['body']}]})).toBeNull();
+  });
+});
+
+describe('describeErrorStatus', () => {
+  test.each([
+    [400, MESSAGES.questionRefused],
+    [413, MESSAGES.questionRefused],
+    [422, MESSAGES.questionRefused],
+    [429, MESSAGES.busy],
+    [503, MESSAGES.notReady],
+    [404, MESSAGES.notAvailable],
+    [501, MESSAGES.notAvailable],
+    [500, MESSAGES.serverProblem],
+    [502, MESSAGES.serverProblem],
+    [418, MESSAGES.serverProblem],
+  ])('status %i gets a reader\'s message', (status, message) => {
+    expect(describeErrorStatus(status)).toBe(message);
+  });
+
+  test('no message repeats the status code or says "request"', () => {
+    for (const status of [400, 404, 413, 422, 429, 500, 501, 502, 503]) {
+      const message = describeErrorStatus(status);
+      expect(message).not.toContain(String(status));
+      expect(message).not.toMatch(/request/i);
+    }
   });
 });
 
@@ -92,10 +120,15 @@ describe('queryTextbook', () => {
     expect(result.message).toBe('No matching sections');
   });
 
-  test('non-2xx is an error carrying the detail and status', async () => {
+  test("non-2xx is an error with a reader's message, the status and the detail", async () => {
     const fetchImpl = jest.fn().mockResolvedValue(jsonResponse({detail: 'boom'}, 500));
     const result = await queryTextbook({question: 'q', fetchImpl});
-    expect(result).toEqual({status: 'error', httpStatus: 500, message: 'boom'});
+    expect(result).toEqual({
+      status: 'error',
+      httpStatus: 500,
+      message: MESSAGES.serverProblem,
+      detail: 'boom',
+    });
   });
 
   test('malformed 200 body is an error, not a success', async () => {
@@ -108,7 +141,7 @@ describe('queryTextbook', () => {
   test('network failure is reported as unreachable', async () => {
     const fetchImpl = jest.fn().mockRejectedValue(new TypeError('NetworkError'));
     const result = await queryTextbook({question: 'q', fetchImpl});
-    expect(result).toEqual({status: 'unreachable', message: 'The assistant backend is unreachable'});
+    expect(result).toEqual({status: 'unreachable', message: MESSAGES.unreachable});
   });
 
   test('aborted requests are reported as aborted', async () => {

@@ -35,7 +35,7 @@ function jsonResponse(body, status = 200) {
 }
 
 async function openAndAsk(user, text) {
-  await user.click(screen.getByRole('button', {name: 'Open textbook assistant'}));
+  await user.click(screen.getByRole('button', {name: 'Ask the book'}));
   const input = screen.getByLabelText('Your question');
   if (text) {
     await user.type(input, text);
@@ -56,7 +56,7 @@ test('panel is closed initially and opens as a dialog with focus in the input', 
   const user = userEvent.setup();
   render(<ChatWidget />);
   expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
-  const toggle = screen.getByRole('button', {name: 'Open textbook assistant'});
+  const toggle = screen.getByRole('button', {name: 'Ask the book'});
   expect(toggle).toHaveAttribute('aria-expanded', 'false');
 
   await user.click(toggle);
@@ -66,11 +66,37 @@ test('panel is closed initially and opens as a dialog with focus in the input', 
   expect(screen.getByRole('button', {name: 'Close textbook assistant', expanded: true})).toBeInTheDocument();
 });
 
+test('every button is named by its visible text, or a name that starts with it', async () => {
+  // Speech-input users say what they see (WCAG 2.5.3, axe label-content-name-mismatch).
+  const user = userEvent.setup();
+  render(<ChatWidget />);
+  const toggle = screen.getByRole('button', {name: 'Ask the book'});
+  expect(toggle).toHaveTextContent('Ask the book');
+  expect(toggle).not.toHaveAttribute('aria-label');
+
+  await user.click(toggle);
+
+  expect(screen.getByRole('button', {name: 'Ask'})).toHaveTextContent(/^Ask$/);
+  const openToggle = screen.getByRole('button', {name: 'Close textbook assistant', expanded: true});
+  expect(openToggle.getAttribute('aria-label').startsWith(openToggle.textContent)).toBe(true);
+});
+
+test('aria-controls names the open dialog, and nothing while it is closed', async () => {
+  const user = userEvent.setup();
+  render(<ChatWidget />);
+  const toggle = screen.getByRole('button', {name: 'Ask the book'});
+  expect(toggle).not.toHaveAttribute('aria-controls');
+
+  await user.click(toggle);
+
+  expect(toggle).toHaveAttribute('aria-controls', screen.getByRole('dialog').id);
+});
+
 test('toggle button is reachable with the keyboard', async () => {
   const user = userEvent.setup();
   render(<ChatWidget />);
   await user.tab();
-  expect(screen.getByRole('button', {name: 'Open textbook assistant'})).toHaveFocus();
+  expect(screen.getByRole('button', {name: 'Ask the book'})).toHaveFocus();
   await user.keyboard('{Enter}');
   expect(screen.getByRole('dialog')).toBeInTheDocument();
 });
@@ -136,7 +162,7 @@ test('loading: submit is disabled and progress text is shown until the response 
   render(<ChatWidget />);
   await openAndAsk(user, 'What is PPO?');
 
-  const submit = screen.getByRole('button', {name: 'Send question'});
+  const submit = screen.getByRole('button', {name: 'Asking…'});
   expect(submit).toBeDisabled();
   expect(screen.getByText('Searching the textbook…')).toBeInTheDocument();
 
@@ -146,27 +172,35 @@ test('loading: submit is disabled and progress text is shown until the response 
 
   expect(await screen.findByText(SUCCESS_BODY.answer)).toBeInTheDocument();
   expect(submit).toBeEnabled();
+  expect(submit).toHaveAccessibleName('Ask');
   expect(screen.queryByText('Searching the textbook…')).not.toBeInTheDocument();
 });
 
-test('error: shows the server detail for a non-2xx response', async () => {
+test("error: a reader's message first, the server detail after it", async () => {
   global.fetch.mockResolvedValue(jsonResponse({detail: 'Vector store is not ready'}, 503));
   const user = userEvent.setup();
   render(<ChatWidget />);
   await openAndAsk(user, 'What is ROS 2?');
 
   const error = await screen.findByTestId('chat-error');
-  expect(error).toHaveTextContent('Vector store is not ready');
+  expect(error).toHaveTextContent(
+    'The assistant is not ready to answer yet. Please try again in a few minutes.',
+  );
+  expect(screen.getByTestId('chat-error-detail')).toHaveTextContent('Details: Vector store is not ready');
+  expect(error).toHaveAttribute('role', 'alert');
   expect(screen.queryByTestId('answer-text')).not.toBeInTheDocument();
 });
 
-test('error without detail: shows the HTTP status', async () => {
-  global.fetch.mockResolvedValue({ok: false, status: 500, json: () => Promise.reject(new SyntaxError('bad json'))});
+test("error without detail: a reader's message, no HTTP status", async () => {
+  global.fetch.mockResolvedValue({ok: false, status: 501, json: () => Promise.reject(new SyntaxError('bad json'))});
   const user = userEvent.setup();
   render(<ChatWidget />);
   await openAndAsk(user, 'What is ROS 2?');
 
-  expect(await screen.findByTestId('chat-error')).toHaveTextContent('Request failed with status 500');
+  const error = await screen.findByTestId('chat-error');
+  expect(error).toHaveTextContent('The assistant is not available on this copy of the site.');
+  expect(error).not.toHaveTextContent('501');
+  expect(screen.queryByTestId('chat-error-detail')).not.toBeInTheDocument();
 });
 
 test('empty: 200 with zero passages shows "No matching sections"', async () => {
@@ -186,7 +220,9 @@ test('unreachable: a rejected fetch shows the backend-unreachable message', asyn
   await openAndAsk(user, 'What is sim-to-real?');
 
   const message = await screen.findByTestId('chat-unreachable');
-  expect(message).toHaveTextContent('The assistant backend is unreachable');
+  expect(message).toHaveTextContent(
+    'The assistant cannot be reached right now. Please try again later.',
+  );
   expect(screen.queryByTestId('chat-error')).not.toBeInTheDocument();
 });
 
@@ -202,13 +238,13 @@ test('empty question: validates client-side and sends no request', async () => {
 test('Escape closes the dialog and returns focus to the toggle button', async () => {
   const user = userEvent.setup();
   render(<ChatWidget />);
-  await user.click(screen.getByRole('button', {name: 'Open textbook assistant'}));
+  await user.click(screen.getByRole('button', {name: 'Ask the book'}));
   expect(screen.getByRole('dialog')).toBeInTheDocument();
 
   await user.keyboard('{Escape}');
 
   await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
-  expect(screen.getByRole('button', {name: 'Open textbook assistant'})).toHaveFocus();
+  expect(screen.getByRole('button', {name: 'Ask the book'})).toHaveFocus();
 });
 
 test('Root mounts the widget next to the page content', () => {
@@ -218,5 +254,5 @@ test('Root mounts the widget next to the page content', () => {
     </Root>,
   );
   expect(screen.getByText('Page body')).toBeInTheDocument();
-  expect(screen.getByRole('button', {name: 'Open textbook assistant'})).toBeInTheDocument();
+  expect(screen.getByRole('button', {name: 'Ask the book'})).toBeInTheDocument();
 });

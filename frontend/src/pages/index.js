@@ -25,7 +25,9 @@ export default function Home() {
           <h1 className="hero__title">{siteConfig.title}</h1>
           <p className="hero__subtitle">{siteConfig.tagline}</p>
           <div className={styles.buttons}>
-            <Link className="button button--secondary button--lg" to="/docs/introduction">
+            <Link
+              className={`button button--secondary button--lg ${styles.startButton}`}
+              to="/docs/introduction">
               Start reading: Introduction to Physical AI
             </Link>
           </div>

@@ -6,9 +6,26 @@ export const DEFAULT_TOP_K = 5;
 
 export const MESSAGES = {
   emptyQuestion: 'Please enter a question.',
-  unreachable: 'The assistant backend is unreachable',
+  unreachable: 'The assistant cannot be reached right now. Please try again later.',
   noPassages: 'No matching sections',
-  invalidResponse: 'The assistant returned a response that could not be read.',
+  invalidResponse: 'The assistant sent an answer that could not be read. Please try again later.',
+  questionRefused: 'The assistant could not take this question. Please shorten or rephrase it.',
+  busy: 'The assistant is answering many questions at the moment. Please try again shortly.',
+  notReady: 'The assistant is not ready to answer yet. Please try again in a few minutes.',
+  notAvailable: 'The assistant is not available on this copy of the site.',
+  serverProblem: 'The assistant ran into a problem while answering. Please try again later.',
+};
+
+// What an HTTP error status means for the reader: the status itself is no help to them.
+const STATUS_MESSAGES = {
+  400: MESSAGES.questionRefused,
+  404: MESSAGES.notAvailable,
+  405: MESSAGES.notAvailable,
+  413: MESSAGES.questionRefused,
+  422: MESSAGES.questionRefused,
+  429: MESSAGES.busy,
+  501: MESSAGES.notAvailable,
+  503: MESSAGES.notReady,
 };
 
 /** Join the configured API base URL (may be empty = same origin) and the query path. */
@@ -40,13 +57,21 @@ export function safeHref(url) {
   return null;
 }
 
-/** Turn a FastAPI-style error body into a human-readable message. */
-export function describeErrorBody(body, status) {
+/** The reader's message for an HTTP error status. */
+export function describeErrorStatus(status) {
+  return STATUS_MESSAGES[status] || MESSAGES.serverProblem;
+}
+
+/**
+ * The server's own explanation from a FastAPI-style error body (`detail`: a string, or a list
+ * of validation errors), for the details line under the reader's message; null when none.
+ */
+export function errorDetail(body) {
   const detail = body && typeof body === 'object' ? body.detail : undefined;
   if (typeof detail === 'string' && detail.trim()) {
-    return detail;
+    return detail.trim();
   }
-  if (Array.isArray(detail) && detail.length > 0) {
+  if (Array.isArray(detail)) {
     const parts = detail
       .map((item) => (item && typeof item.msg === 'string' ? item.msg : null))
       .filter(Boolean);
@@ -54,7 +79,7 @@ export function describeErrorBody(body, status) {
       return parts.join('; ');
     }
   }
-  return `Request failed with status ${status}`;
+  return null;
 }
 
 function isValidPayload(data) {
@@ -73,7 +98,7 @@ function isValidPayload(data) {
  *   {status: 'invalid-question', message}
  *   {status: 'success', data}
  *   {status: 'empty', data, message}
- *   {status: 'error', httpStatus, message}
+ *   {status: 'error', httpStatus, message, detail}   (detail: the server's words, or null)
  *   {status: 'unreachable', message}
  *   {status: 'aborted'}
  */
@@ -120,12 +145,18 @@ export async function queryTextbook({
     return {
       status: 'error',
       httpStatus: response.status,
-      message: describeErrorBody(body, response.status),
+      message: describeErrorStatus(response.status),
+      detail: errorDetail(body),
     };
   }
 
   if (!isValidPayload(body)) {
-    return {status: 'error', httpStatus: response.status, message: MESSAGES.invalidResponse};
+    return {
+      status: 'error',
+      httpStatus: response.status,
+      message: MESSAGES.invalidResponse,
+      detail: null,
+    };
   }
 
   if (body.passages.length === 0) {

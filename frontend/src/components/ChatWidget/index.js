@@ -126,7 +126,7 @@ export default function ChatWidget() {
   const loading = state.status === 'loading';
 
   return (
-    <div className={styles.root}>
+    <div className={styles.root} data-chat-widget>
       {open && (
         <div
           id={panelId}
@@ -165,11 +165,7 @@ export default function ChatWidget() {
                 aria-describedby={hintId}
                 aria-invalid={validation ? 'true' : 'false'}
               />
-              <button
-                type="submit"
-                className={styles.submit}
-                disabled={loading}
-                aria-label="Send question">
+              <button type="submit" className={styles.submit} disabled={loading}>
                 {loading ? 'Asking…' : 'Ask'}
               </button>
             </div>
@@ -212,14 +208,19 @@ export default function ChatWidget() {
             )}
 
             {state.status === 'error' && (
-              <p className={styles.error} role="alert" data-testid="chat-error">
-                {state.message}
-              </p>
+              <div role="alert" data-testid="chat-error">
+                <p className={styles.error}>{state.message}</p>
+                {state.detail && (
+                  <p className={styles.errorDetail} data-testid="chat-error-detail">
+                    Details: {state.detail}
+                  </p>
+                )}
+              </div>
             )}
 
             {state.status === 'unreachable' && (
               <p className={styles.error} role="alert" data-testid="chat-unreachable">
-                {MESSAGES.unreachable}. Please try again later.
+                {MESSAGES.unreachable}
               </p>
             )}
           </div>
@@ -233,7 +234,8 @@ export default function ChatWidget() {
         onClick={() => (open ? close() : setOpen(true))}
         aria-expanded={open ? 'true' : 'false'}
         aria-controls={open ? panelId : undefined}
-        aria-label={open ? 'Close textbook assistant' : 'Open textbook assistant'}>
+        aria-label={open ? 'Close textbook assistant' : undefined}>
+        {/* The accessible name starts with the visible text, so speech users can say it. */}
         {open ? 'Close' : 'Ask the book'}
       </button>
     </div>

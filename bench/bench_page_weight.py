@@ -1,0 +1,97 @@
+"""The home page's weight on the wire from the local target, compressed against uncompressed.
+
+Serves the built site (`frontend/build`) from the API as the local target does (a real uvicorn
+on a free loopback port, `SITE_DIR` pointing at the build), loads `/` in headless Chromium until
+the network is idle, and sums every request's headers and body: once with `Accept-Encoding:
+identity` (what the site cost before compression: the same bytes), once as Chromium asks.
+Prints both totals, per resource type, and their ratio (goal: compressed <= 0.4 of the whole).
+
+Run: `uv run --frozen python bench/bench_page_weight.py` after `uv run --frozen invoke
+build-frontend` (needs `uv sync` and the frontend's `npm ci`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONTEND = ROOT / "frontend"
+BUILD = FRONTEND / "build"
+GOAL = 0.4
+
+
+def prerequisites() -> None:
+    """Fail in one line when something the measurement needs is missing."""
+    if not (BUILD / "index.html").is_file():
+        sys.exit(f"no built site at {BUILD}: run `uv run --frozen invoke build-frontend` first")
+    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
+        sys.exit(f"no {FRONTEND}/node_modules: run `npm ci --prefix frontend` first")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the API exited with {server.returncode} before answering /health")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"the API did not answer {base}/health within {timeout:.0f} s")
+
+
+def kilobytes(size: int) -> str:
+    return f"{size / 1024:,.1f} KB"
+
+
+def main() -> None:
+    prerequisites()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="bench-page-weight-") as data_dir:
+        env = {**os.environ, "SITE_DIR": str(BUILD), "DATA_DIR": data_dir}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "textbook_api.main:app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env,
+        )
+        try:
+            wait_healthy(base, server)
+            measured = subprocess.run(
+                ["node", str(FRONTEND / "e2e" / "page-weight.mjs"), f"{base}/"],
+                check=True, capture_output=True, text=True,
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    result = json.loads(measured.stdout)
+    before, after = result["uncompressed"], result["compressed"]
+    print(f"home page from the local target: {before['requests']} requests")
+    for label, weight in (("uncompressed", before), ("compressed", after)):
+        types = ", ".join(
+            f"{kind} {kilobytes(size)}" for kind, size in sorted(weight["byType"].items())
+        )
+        print(f"  {label:>12}: {kilobytes(weight['bytes']):>10}  ({types}; "
+              f"encodings: {', '.join(weight['encodings'])})")
+    ratio = after["bytes"] / before["bytes"]
+    verdict = "meets" if ratio <= GOAL else "misses"
+    print(f"  ratio compressed / uncompressed: {ratio:.2f} ({verdict} the goal <= {GOAL})")
+
+
+if __name__ == "__main__":
+    main()
