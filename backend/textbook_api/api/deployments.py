@@ -24,7 +24,12 @@ from textbook_api.api.schemas import (
     UtcDateTime,
 )
 from textbook_api.models import MAX_INTEGER
-from textbook_api.services.deployments import NAME_PATTERN, DeploymentService, JobFilter
+from textbook_api.services.deployments import (
+    NAME_PATTERN,
+    TARGETS,
+    DeploymentService,
+    JobFilter,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
 Service = Annotated[DeploymentService, Depends(deployment_service)]
@@ -32,6 +37,8 @@ MAX_PAGE = 100
 JobId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
 NameFilter = Annotated[str | None, Query(pattern=NAME_PATTERN.pattern, max_length=64)]
 NameSegment = Annotated[str, Path(pattern=NAME_PATTERN.pattern, max_length=64)]
+# Checked by the configuration validator (422 naming the known ones); listed here for clients.
+TargetSegment = Annotated[str, Path(json_schema_extra={"enum": list(TARGETS)})]
 # Statuses a write can answer besides its success and 422: an unreadable body, no token, a bad one.
 WRITE = (400, 401, 403)
 
@@ -116,7 +123,7 @@ def list_configurations(deployments: Service) -> list[ConfigurationOut]:
 def save_configuration(
     service: NameSegment,
     environment: NameSegment,
-    target: NameSegment,
+    target: TargetSegment,
     body: ConfigurationWrite,
     deployments: Service,
 ) -> ConfigurationOut:
