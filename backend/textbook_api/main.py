@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from textbook_api.api.deployments import install_error_handlers
 from textbook_api.api.deployments import router as deployments_router
+from textbook_api.api.errors import install_error_handlers
 from textbook_api.api.health import router as health_router
 from textbook_api.api.query import router as query_router
 from textbook_api.config import get_settings

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from textbook_api.api.errors import answers
 from textbook_api.config import Settings, get_settings
 from textbook_api.db import get_engine
 from textbook_api.migrate import alembic_config, current_revisions, head_revisions
@@ -30,7 +31,7 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Ready, responses={503: {"description": "not ready"}})
+@router.get("/ready", response_model=Ready, responses=answers(503))
 def ready(settings: Annotated[Settings, Depends(get_settings)]) -> Ready:
     """Readiness: the database answers and its schema is at the migrations' head."""
     try:

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, StringConstraints
 
+from textbook_api.api.errors import answers
 from textbook_api.config import Settings, get_settings
 from textbook_api.services.retrieval import (
     MAX_QUESTION_CHARS,
@@ -31,7 +32,7 @@ Question = Annotated[
 
 class QueryRequest(BaseModel):
     question: Question
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K)
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, strict=True)
 
 
 class PassageOut(BaseModel):
@@ -50,15 +51,7 @@ class QueryResponse(BaseModel):
     passages: list[PassageOut]
 
 
-class Unavailable(BaseModel):
-    detail: str
-
-
-@router.post(
-    "/query",
-    response_model=QueryResponse,
-    responses={503: {"model": Unavailable, "description": "no usable index or embedder"}},
-)
+@router.post("/query", response_model=QueryResponse, responses=answers(400, 422, 503))
 def query(
     body: QueryRequest, settings: Annotated[Settings, Depends(get_settings)]
 ) -> QueryResponse:

@@ -3,6 +3,8 @@
 from textbook_api.models.base import Base
 from textbook_api.models.deployment import (
     JOB_STATES,
+    MAX_BIG_INTEGER,
+    MAX_INTEGER,
     DeploymentArtifact,
     DeploymentConfiguration,
     DeploymentEvent,
@@ -11,6 +13,8 @@ from textbook_api.models.deployment import (
 
 __all__ = [
     "JOB_STATES",
+    "MAX_BIG_INTEGER",
+    "MAX_INTEGER",
     "Base",
     "DeploymentArtifact",
     "DeploymentConfiguration",

@@ -9,7 +9,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -18,7 +17,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from textbook_api.models.base import Base, utcnow
+from textbook_api.models.base import Base, UTCDateTime, utcnow
+
+# The largest values the integer columns hold on every dialect (PostgreSQL's INTEGER is 32-bit,
+# BIGINT 64-bit; SQLite's are 64-bit): the API refuses anything larger with 422.
+MAX_INTEGER = 2**31 - 1
+MAX_BIG_INTEGER = 2**63 - 1
 
 JOB_STATES = ("queued", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 EVENT_LEVELS = ("debug", "info", "warning", "error")
@@ -37,9 +41,9 @@ class DeploymentConfiguration(Base):
     environment: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        UTCDateTime, default=utcnow, onupdate=utcnow
     )
 
 
@@ -62,10 +66,10 @@ class DeploymentJob(Base):
         ForeignKey("deployment_configuration.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
+        UTCDateTime, default=utcnow, index=True
     )
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     events: Mapped[list[DeploymentEvent]] = relationship(
         back_populates="job", order_by="DeploymentEvent.sequence", cascade="all, delete-orphan"
@@ -85,7 +89,7 @@ class DeploymentEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("deployment_job.id", ondelete="CASCADE"))
     sequence: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     level: Mapped[str] = mapped_column(String(16), default="info")
     step: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str | None] = mapped_column(String(16))
@@ -105,6 +109,6 @@ class DeploymentArtifact(Base):
     uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[DeploymentJob] = relationship(back_populates="artifacts")
