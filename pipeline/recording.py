@@ -88,6 +88,8 @@ class Recorder:
         self._warn = warn
         self._pending: list[Action] = []
         self._warned = False
+        # After the run's end, what still arrives (an observer's warning) is written at once.
+        self._closed = False
         self.job_id: int | None = None
 
     # What the runner reports.
@@ -109,6 +111,8 @@ class Recorder:
 
     def note(self, message: str, *, step: str | None = None, **data: Any) -> None:
         self._event(step, "info", message, data=data)
+        if self._closed and self._engine is not None:
+            self._engine.dispose()
 
     def artifact(self, kind: str, uri: str, sha256: str, size_bytes: int) -> None:
         self._pending.append(
@@ -135,6 +139,7 @@ class Recorder:
             lambda deployments, job: deployments.transition(job, state, error, at=at)
         )
         self._flush(final=True)
+        self._closed = True
         if self._engine is not None:
             self._engine.dispose()
         level = logging.INFO if state == "succeeded" else logging.ERROR
@@ -165,7 +170,7 @@ class Recorder:
         log(message, extra={"job_id": self.job_id, **self._job_fields, "step": step})
 
     def _flush(self, *, final: bool = False) -> None:
-        if not (final or self._live):
+        if not (final or self._live or self._closed):
             return
         try:
             self._engine = self._engine or build_engine(self._engine_url)
