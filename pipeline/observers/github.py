@@ -98,8 +98,9 @@ class GitHubObserver(Notifier):
             if self._replaced is not None:
                 self._status(self._replaced, "inactive", f"replaced by {self._deployment}")
             return
-        what = f"{self.run.operation} {state}" + (f" at {failed_step}" if failed_step else "")
-        self._status(self._deployment, "failure", what + (f": {error}" if error else ""))
+        # The error starts with the failed step's name.
+        what = f"{self.run.operation} {state}" + (f": {error}" if error else "")
+        self._status(self._deployment, "failure", what)
 
     def _last_successful(self) -> int | None:
         deployments = self._call(lambda: self._client.rest.repos.list_deployments(
