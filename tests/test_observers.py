@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from sqlalchemy import text
 
 from conftest import ROOT, door_command, door_env, free_port
 from pipeline import cli
+from pipeline.observers.base import Delivery, NotDelivered, Transient, failure_for, retry_after
 from textbook_api.db import build_engine
 
 CANARY = "canary-5e3b9d0c71f4"
-GIT_SHA = "0123456789abcdef0123456789abcdef01234567"
+GIT_SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret
 REPOSITORY = "textbook/monorepo"
 GITHUB_TOKEN = f"ghs-{CANARY}"
 Reply = tuple[int, dict[str, str], Any]
@@ -453,3 +455,48 @@ def test_production_asks_at_a_terminal_and_needs_yes_elsewhere(
     assert code == 0, out
     assert "Continue?" not in out
     assert len(releases(migrated_env)) == 2
+
+
+def test_delivery_backs_off_doubling_and_caps_every_wait() -> None:
+    waits: list[float] = []
+    delivery = Delivery(timeout=1, attempts=4, retry_delay=0.5, max_retry_delay=10,
+                        sleep=waits.append)
+    answers: list[Exception | str] = [Transient("503"), Transient("502"),
+                                      Transient("429", retry_after=3600), "delivered"]
+
+    def request() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert delivery.send(request) == "delivered"
+    assert waits == [0.5, 1.0, 10]
+
+
+def test_delivery_gives_up_after_its_attempts_and_never_retries_a_refusal() -> None:
+    waits: list[float] = []
+    delivery = Delivery(timeout=1, attempts=2, retry_delay=0.1, max_retry_delay=1,
+                        sleep=waits.append)
+    calls: list[str] = []
+
+    def failing(error: NotDelivered) -> Callable[[], None]:
+        def request() -> None:
+            calls.append(str(error))
+            raise error
+        return request
+
+    with pytest.raises(NotDelivered, match=r"^HTTP 500 \(gave up after 2 attempts\)$"):
+        delivery.send(failing(failure_for(500, "", None)))
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(NotDelivered, match="HTTP 403 Forbidden"):
+        delivery.send(failing(failure_for(403, "Forbidden", "5")))
+    assert len(calls) == 1 and waits == [0.1]
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    later = retry_after(formatdate(time.time() + 120, usegmt=True))
+    assert later is not None and 100 < later <= 120

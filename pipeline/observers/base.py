@@ -69,9 +69,10 @@ def retry_after(value: str | None) -> float | None:
 
 def failure_for(status: int, reason: str, retry_after_header: str | None) -> NotDelivered:
     """The error for an HTTP answer that is not a success: transient or final."""
+    answer = f"HTTP {status} {reason}".rstrip()
     if status == 429 or status >= 500:
-        return Transient(f"HTTP {status} {reason}", retry_after(retry_after_header))
-    return NotDelivered(f"HTTP {status} {reason} (not retried)")
+        return Transient(answer, retry_after(retry_after_header))
+    return NotDelivered(f"{answer} (not retried)")
 
 
 @dataclass(frozen=True)
