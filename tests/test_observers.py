@@ -409,20 +409,15 @@ def test_github_is_retried_on_5xx_but_a_refusal_only_warns(
     assert CANARY not in out
 
 
-def production_deploy(run_env: dict[str, str], *args: str, answer: str | None = None
-                      ) -> tuple[int, str]:
-    """deploy-frontend to production through the shell door: from a terminal when `answer` is
-    given (typed at the prompt), otherwise with no terminal at all."""
+def answered_at_a_terminal(run_env: dict[str, str], answer: str) -> tuple[int, str]:
+    """deploy-frontend to production through the shell door, from a terminal, `answer` typed
+    at its prompt."""
     command = door_command("script", "deploy-frontend", "--prebuilt", "--environment",
-                           "production", *args)
-    env = door_env(run_env)
-    if answer is None:
-        result = subprocess.run(command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, check=False, timeout=120)
-        return result.returncode, result.stdout + result.stderr
+                           "production")
     controller, terminal = pty.openpty()
-    with subprocess.Popen(command, env=env, cwd=ROOT, stdin=terminal, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:
+    with subprocess.Popen(command, env=door_env(run_env), cwd=ROOT, stdin=terminal,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process:
         os.close(terminal)
         os.write(controller, answer.encode() + b"\n")
         out, _ = process.communicate(timeout=120)
@@ -435,26 +430,28 @@ def releases(run_env: dict[str, str]) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-@pytest.mark.integration
-def test_production_asks_at_a_terminal_and_needs_yes_elsewhere(
-    migrated_env: dict[str, str],
+def test_production_needs_yes_without_a_terminal(
+    migrated_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out = production_deploy(migrated_env)
-    assert code == 2
-    assert "deploy-frontend on production needs --yes when not run from a terminal" in out
-    code, out = production_deploy(migrated_env, "--dry-run")
-    assert code == 0 and "dry run: nothing was changed" in out
-    code, out = production_deploy(migrated_env, answer="n")
+    production = ["deploy-frontend", "--prebuilt", "--environment", "production"]
+    assert cli.main(production) == 2  # pytest's stdin is no terminal
+    assert ("deploy-frontend on production needs --yes when not run from a terminal"
+            in capsys.readouterr().err)
+    assert releases(migrated_env) == []
+    assert cli.main([*production, "--dry-run"]) == 0
+    assert cli.main([*production, "--yes"]) == 0
+    assert len(releases(migrated_env)) == 1
+
+
+@pytest.mark.integration
+def test_production_asks_at_a_terminal(migrated_env: dict[str, str]) -> None:
+    code, out = answered_at_a_terminal(migrated_env, "n")
     assert code == 2
     assert "Continue? [y/N]" in out and "production not confirmed: nothing was changed" in out
     assert releases(migrated_env) == []
-
-    code, out = production_deploy(migrated_env, answer="y")
+    code, out = answered_at_a_terminal(migrated_env, "y")
     assert code == 0, out
-    code, out = production_deploy(migrated_env, "--yes")
-    assert code == 0, out
-    assert "Continue?" not in out
-    assert len(releases(migrated_env)) == 2
+    assert len(releases(migrated_env)) == 1
 
 
 def test_delivery_backs_off_doubling_and_caps_every_wait() -> None:

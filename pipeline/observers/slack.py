@@ -10,8 +10,6 @@ import math
 import urllib.error
 from typing import Any
 
-from slack_sdk.webhook import WebhookClient
-
 from pipeline.observers.base import (
     Delivery,
     Notifier,
@@ -38,6 +36,9 @@ class SlackObserver(Notifier):
     def __init__(self, run: RunInfo, delivery: Delivery, webhook_url: str,
                  log_url: str | None) -> None:
         super().__init__(run, delivery)
+        # Imported here: most runs have no webhook, and slack_sdk's package takes a while.
+        from slack_sdk.webhook import WebhookClient
+
         # No retries of its own: Delivery is the one retry policy.
         self._client = WebhookClient(webhook_url, timeout=math.ceil(delivery.timeout),
                                      retry_handlers=[])
