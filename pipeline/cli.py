@@ -76,18 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(str(error))
         return ExitCode.USAGE
     dry_run = bool(options["dry_run"])
+    if not dry_run and (refused := _unconfirmed_production(operation, plan, settings, options,
+                                                           console)):
+        return refused
     recorder = None
+    if not (plan.report or dry_run):
+        data_dir = settings.data_dir.resolve()
+        configure_logging(settings.log_level, log_file=data_dir / "logs" / "pipeline.jsonl",
+                          stream=False)
+        recorder = _recorder(settings, plan, console)
     observers: list[Notifier] = []
-    if not plan.report:
-        if not dry_run:
-            if (refused := _unconfirmed_production(operation, plan, settings, options, console)):
-                return refused
-            data_dir = settings.data_dir.resolve()
-            configure_logging(settings.log_level, log_file=data_dir / "logs" / "pipeline.jsonl",
-                              stream=False)
-        origin = Origin.detect()
-        recorder = None if dry_run else _recorder(settings, plan, console, origin)
-        observers = _observers(settings, operation, plan, console, origin, recorder)
+    if not plan.report:  # a report is not a run: nobody is told about it
+        observers = _observers(settings, operation, plan, console, recorder)
         names = ", ".join(observer.name for observer in observers) or "none"
         plan = replace(plan, context={**plan.context, "notify": names})
     signal.signal(signal.SIGTERM, _cancel)
@@ -117,7 +117,7 @@ def _unconfirmed_production(
     return ExitCode.USAGE
 
 
-def _recorder(settings: Settings, plan: Plan, console: Console, origin: Origin) -> Recorder:
+def _recorder(settings: Settings, plan: Plan, console: Console) -> Recorder:
     return Recorder(
         settings.sqlalchemy_url,
         operation=plan.operation,
@@ -127,12 +127,11 @@ def _recorder(settings: Settings, plan: Plan, console: Console, origin: Origin) 
         redact=console.redact,
         live=plan.record_live,
         warn=lambda message: console.print(f"warning: {message}"),
-        origin=origin,
     )
 
 
 def _observers(
-    settings: Settings, operation: Operation, plan: Plan, console: Console, origin: Origin,
+    settings: Settings, operation: Operation, plan: Plan, console: Console,
     recorder: Recorder | None,
 ) -> list[Notifier]:
     """The notifying observers that are on; their failures are printed and recorded."""
@@ -142,6 +141,7 @@ def _observers(
         if recorder is not None:
             recorder.note(message)
 
+    origin = recorder.origin if recorder is not None else Origin.detect()
     run = RunInfo(
         operation=plan.operation,
         service=plan.service,

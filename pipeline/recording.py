@@ -82,7 +82,7 @@ class Recorder:
             "environment": environment,
             "target": target,
         }
-        self._origin = origin or Origin.detect()
+        self.origin = origin or Origin.detect()  # who and what started the run
         self._redact = redact
         self._live = live
         self._warn = warn
@@ -197,10 +197,10 @@ class Recorder:
             return deployments.job(self.job_id)
         job = deployments.create_job(
             **self._job_fields,
-            git_sha=self._origin.git_sha,
-            git_ref=self._origin.git_ref,
-            actor=self._origin.actor,
-            trigger=self._origin.trigger,
+            git_sha=self.origin.git_sha,
+            git_ref=self.origin.git_ref,
+            actor=self.origin.actor,
+            trigger=self.origin.trigger,
         )
         self.job_id = job.id
         return job
