@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from conftest import ROOT, door_command, door_env, free_port
 from pipeline import cli
@@ -227,6 +228,7 @@ def test_slack_gets_one_message_when_a_recorded_run_ends(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     use_slack(monkeypatch, slack.url)
+    dialect = make_url(run_env["DATABASE_URL"]).get_backend_name()
     assert cli.main(["run-migrations"]) == 0
     assert "warning" not in capsys.readouterr().out
 
@@ -235,7 +237,7 @@ def test_slack_gets_one_message_when_a_recorded_run_ends(
     assert request.method == "POST"
     assert request.path == f"/services/T0001/B0001/{CANARY}-slack"
     assert request.headers["Content-Type"].startswith("application/json")
-    assert request.body["text"].endswith("run-migrations succeeded: database on local (sqlite)")
+    assert request.body["text"].endswith(f"run-migrations succeeded: database on local ({dialect})")
     fields = slack_fields(request)
     duration = fields.pop("duration")
     assert duration.endswith("s") and float(duration[:-1]) >= 0
@@ -244,7 +246,7 @@ def test_slack_gets_one_message_when_a_recorded_run_ends(
         "operation": "run-migrations",
         "service": "database",
         "environment": "local",
-        "target": "sqlite",
+        "target": dialect,
         "git sha": GIT_SHA,
         "log": f"http://127.0.0.1:9/{REPOSITORY}/actions/runs/4242",
     }
