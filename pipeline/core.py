@@ -9,10 +9,10 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from pathlib import Path
 
@@ -40,6 +40,19 @@ class Option:
 
 
 DRY_RUN = Option("dry_run", "print the plan (secrets masked) and change nothing", False)
+YES = Option("yes", "skip the confirmation that --environment production asks for", False)
+
+
+class Observer(Protocol):
+    """Hears a run's start, each step and its end: the database record, Slack, GitHub."""
+
+    def started(self) -> None: ...
+
+    def step_started(self, step: str, describe: str) -> None: ...
+
+    def step_finished(self, step: str, seconds: float, error: str | None = None) -> None: ...
+
+    def finished(self, state: str, error: str | None = None) -> None: ...
 
 
 class Console:
@@ -137,10 +150,13 @@ class Operation:
     help: str
     options: tuple[Option, ...]
     plan: Callable[[Settings, Mapping[str, OptionValue]], Plan]
+    # It changes what an environment serves: production asks first (or takes --yes), and the
+    # GitHub observer records it as a deployment.
+    deploys: bool = False
 
     @property
     def all_options(self) -> tuple[Option, ...]:
-        return (*self.options, DRY_RUN)
+        return (*self.options, *((YES,) if self.deploys else ()), DRY_RUN)
 
     def defaults(self, **overrides: OptionValue) -> dict[str, OptionValue]:
         """Its options as a run with no flags would see them (for composing operations)."""
@@ -166,8 +182,14 @@ def _report(plan: Plan, console: Console) -> ExitCode:
 
 
 def execute(
-    plan: Plan, console: Console, *, dry_run: bool, recorder: Recorder | None = None
+    plan: Plan,
+    console: Console,
+    *,
+    dry_run: bool,
+    recorder: Recorder | None = None,
+    observers: Sequence[Observer] = (),
 ) -> ExitCode:
+    """Run the plan, telling the recorder first and then each observer about every stage."""
     if plan.report and not dry_run:
         return _report(plan, console)
     for line in plan.render():
@@ -176,14 +198,16 @@ def execute(
         console.print("dry run: nothing was changed")
         return ExitCode.OK
     run = Run(console, recorder)
-    if recorder is not None:
-        recorder.started()
+    # The recorder goes first: the others may name the job it has just created.
+    watchers: list[Observer] = [*([recorder] if recorder is not None else []), *observers]
+    for watcher in watchers:
+        watcher.started()
     state, error_text, code = "succeeded", None, ExitCode.OK
     with run.resources:
         for index, step in enumerate(plan.steps, start=1):
             console.print(f"==> [{index}/{len(plan.steps)}] {step.name}: {step.describe}")
-            if recorder is not None:
-                recorder.step_started(step.name, step.describe)
+            for watcher in watchers:
+                watcher.step_started(step.name, step.describe)
             started = time.perf_counter()
             try:
                 step.action(run)
@@ -192,19 +216,19 @@ def execute(
                 error_text = "cancelled" if cancelled else f"{step.name}: {describe_error(error)}"
                 console.error(error_text)
                 run.roll_back()  # first, so that the failure's record outlives any restore
-                if recorder is not None:
-                    recorder.step_finished(step.name, time.perf_counter() - started, error_text)
+                for watcher in watchers:
+                    watcher.step_finished(step.name, time.perf_counter() - started, error_text)
                 state = "cancelled" if cancelled else "failed"
                 code = error.exit_code if isinstance(error, PipelineError) else ExitCode.FAILED
                 break
             elapsed = time.perf_counter() - started
-            if recorder is not None:
-                recorder.step_finished(step.name, elapsed)
+            for watcher in watchers:
+                watcher.step_finished(step.name, elapsed)
             console.print(f"    ok ({elapsed:.2f}s)")
-    if recorder is not None:
-        recorder.finished(state, error_text)
-        if recorder.job_id is not None:
-            console.print(f"{plan.operation}: recorded as job {recorder.job_id}")
+    for watcher in watchers:
+        watcher.finished(state, error_text)
+    if recorder is not None and recorder.job_id is not None:
+        console.print(f"{plan.operation}: recorded as job {recorder.job_id}")
     if code == ExitCode.OK:
         console.print(f"{plan.operation}: done")
     return code

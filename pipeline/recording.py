@@ -82,12 +82,14 @@ class Recorder:
             "environment": environment,
             "target": target,
         }
-        self._origin = origin or Origin.detect()
+        self.origin = origin or Origin.detect()  # who and what started the run
         self._redact = redact
         self._live = live
         self._warn = warn
         self._pending: list[Action] = []
         self._warned = False
+        # After the run's end, what still arrives (an observer's warning) is written at once.
+        self._closed = False
         self.job_id: int | None = None
 
     # What the runner reports.
@@ -109,6 +111,8 @@ class Recorder:
 
     def note(self, message: str, *, step: str | None = None, **data: Any) -> None:
         self._event(step, "info", message, data=data)
+        if self._closed and self._engine is not None:
+            self._engine.dispose()
 
     def artifact(self, kind: str, uri: str, sha256: str, size_bytes: int) -> None:
         self._pending.append(
@@ -150,6 +154,7 @@ class Recorder:
             lambda deployments, job: deployments.transition(job, state, error, at=at)
         )
         self._flush(final=True)
+        self._closed = True
         if self._engine is not None:
             self._engine.dispose()
         level = logging.INFO if state == "succeeded" else logging.ERROR
@@ -180,7 +185,7 @@ class Recorder:
         log(message, extra={"job_id": self.job_id, **self._job_fields, "step": step})
 
     def _flush(self, *, final: bool = False) -> None:
-        if not (final or self._live):
+        if not (final or self._live or self._closed):
             return
         try:
             self._engine = self._engine or build_engine(self._engine_url)
@@ -207,10 +212,10 @@ class Recorder:
             return deployments.job(self.job_id)
         job = deployments.create_job(
             **self._job_fields,
-            git_sha=self._origin.git_sha,
-            git_ref=self._origin.git_ref,
-            actor=self._origin.actor,
-            trigger=self._origin.trigger,
+            git_sha=self.origin.git_sha,
+            git_ref=self.origin.git_ref,
+            actor=self.origin.actor,
+            trigger=self.origin.trigger,
         )
         self.job_id = job.id
         return job

@@ -6,6 +6,7 @@ broken input made here (must be caught), so a rule that silently stopped checkin
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -19,7 +20,7 @@ from conftest import ROOT, door_command, door_env
 from pipeline.operations import OPERATIONS
 
 RUNNER_LINE = re.compile(
-    r"^((uvx |uv run |python3? -m |pipx run )?(nox|invoke|inv)\b"
+    r"^((uvx |uv run (--frozen )?|python3? -m |pipx run )?(nox|invoke|inv)\b"
     r"|(python3? -m )?(pip|uv pip|uv tool|pipx) install\b)"
 )
 
@@ -223,3 +224,171 @@ def test_a_hook_pin_that_drifted_from_the_lock_is_caught() -> None:
         "flake8: flake8==0.0.1 (lock: 7.5.0)",
         "mypy: a system hook must run from the lock",
     ]
+
+
+# The workflows against the noxfile and against each other.
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+USES = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)$")
+
+
+def workflow(name: str) -> dict[str, Any]:
+    document = dict(yaml.safe_load((WORKFLOWS / name).read_text()))
+    document["on"] = document.pop(True)  # YAML 1.1 reads the key `on` as true
+    return document
+
+
+def noxfile_constant(source: str, name: str) -> Any:
+    """A literal assigned at the noxfile's top level (read, not imported: nox need not be
+    installed where the tests run)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == name for target in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"the noxfile assigns no {name}")
+
+
+def matrix_mismatches(test_workflow: dict[str, Any], noxfile_source: str) -> list[str]:
+    matrix = test_workflow["jobs"]["tests"]["strategy"]["matrix"]
+    problems = []
+    for axis, constant in (("python", "PYTHONS"), ("database", "DATABASES")):
+        expected = noxfile_constant(noxfile_source, constant)
+        if [str(value) for value in matrix[axis]] != expected:
+            problems.append(f"matrix {axis} {matrix[axis]} != noxfile {constant} {expected}")
+    return problems
+
+
+def action_pins(workflows: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each action used → the refs it is used at, across all the workflows."""
+    pins: dict[str, set[str]] = {}
+    for document in workflows:
+        for job in document["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" in step:
+                    match = USES.match(step["uses"])
+                    assert match, step["uses"]
+                    pins.setdefault(match.group("action"), set()).add(match.group("ref"))
+    return pins
+
+
+def unpinned(pins: dict[str, set[str]]) -> list[str]:
+    """Actions not pinned by one full commit SHA everywhere."""
+    return sorted(action for action, refs in pins.items()
+                  if len(refs) != 1 or not re.fullmatch(r"[0-9a-f]{40}", next(iter(refs))))
+
+
+def job_calling(document: dict[str, Any], operation: str, environment: str) -> str:
+    """The one job that runs `invoke OPERATION` in ENVIRONMENT."""
+    found = [
+        name for name, job in document["jobs"].items()
+        if job.get("env", {}).get("ENVIRONMENT") == environment
+        and any(f"invoke {operation}" in str(step.get("run", "")) for step in job["steps"])
+    ]
+    assert len(found) == 1, (operation, environment, found)
+    return found[0]
+
+
+def ancestors(document: dict[str, Any], job: str) -> set[str]:
+    """Every job that `job` waits for, directly or through others."""
+    needs = document["jobs"][job].get("needs", [])
+    direct = {needs} if isinstance(needs, str) else set(needs)
+    return direct.union(*(ancestors(document, name) for name in direct))
+
+
+def deploy_order_problems(document: dict[str, Any], environment: str) -> list[str]:
+    migrate, index, backend, frontend = (
+        job_calling(document, operation, environment)
+        for operation in ("run-migrations", "populate-embeddings", "deploy-backend",
+                          "deploy-frontend")
+    )
+    wanted = [(index, migrate), (backend, migrate), (backend, index), (frontend, backend)]
+    return [f"{job} does not wait for {before}" for job, before in wanted
+            if before not in ancestors(document, job)]
+
+
+def test_the_test_matrix_is_the_noxfile_matrix() -> None:
+    noxfile = (ROOT / "noxfile.py").read_text()
+    assert noxfile_constant(noxfile, "PYTHONS")
+    assert matrix_mismatches(workflow("test-backend.yml"), noxfile) == []
+
+
+def test_a_matrix_that_drifted_from_the_noxfile_is_caught() -> None:
+    document = {"jobs": {"tests": {"strategy": {"matrix": {
+        "python": ["3.11", "3.12"], "database": ["sqlite", "postgres"]}}}}}
+    noxfile = 'PYTHONS = ["3.11", "3.12", "3.13"]\nDATABASES = ["sqlite", "postgres"]\n'
+    assert matrix_mismatches(document, noxfile) == [
+        "matrix python ['3.11', '3.12'] != noxfile PYTHONS ['3.11', '3.12', '3.13']"
+    ]
+
+
+def test_every_action_is_pinned_by_one_sha_in_every_workflow() -> None:
+    documents = [dict(yaml.safe_load(path.read_text())) for path in WORKFLOWS.glob("*.yml")]
+    pins = action_pins(documents)
+    assert {"actions/checkout", "actions/setup-python"} <= set(pins)
+    assert unpinned(pins) == []
+
+
+def test_a_tag_or_a_second_pin_is_caught() -> None:
+    documents = [
+        {"jobs": {"a": {"steps": [{"uses": "actions/checkout@" + "1" * 40},
+                                  {"uses": "actions/setup-node@v4"}]}}},
+        {"jobs": {"b": {"steps": [{"uses": "actions/checkout@" + "2" * 40}]}}},
+    ]
+    assert unpinned(action_pins(documents)) == ["actions/checkout", "actions/setup-node"]
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_the_deploy_workflow_orders_migrate_index_backend_frontend(environment: str) -> None:
+    assert deploy_order_problems(workflow("deploy.yml"), environment) == []
+
+
+def test_a_backend_deployed_before_the_index_is_caught() -> None:
+    document = workflow("deploy.yml")
+    backend = job_calling(document, "deploy-backend", "staging")
+    document["jobs"][backend]["needs"] = ["staging-migrations"]
+    assert deploy_order_problems(document, "staging") == [
+        f"{backend} does not wait for staging-embeddings"
+    ]
+
+
+def test_production_waits_for_staging_and_for_its_reviewers() -> None:
+    document = workflow("deploy.yml")
+    assert document["on"] == {"push": {"branches": ["main"]}}
+    staging = {name for name, job in document["jobs"].items() if job["environment"] == "staging"}
+    production = {name for name, job in document["jobs"].items()
+                  if job["environment"] == "production"}
+    assert len(staging) == len(production) == 4
+    for name in production:
+        job = document["jobs"][name]
+        assert staging <= ancestors(document, name) | {name}, name
+        deploys = [str(step["run"]) for step in job["steps"] if "invoke deploy-" in
+                   str(step.get("run", ""))]
+        assert all(run.endswith("--yes") for run in deploys), name
+
+
+def test_deploy_jobs_never_cancel_and_hold_only_the_permissions_they_use() -> None:
+    for name in ("deploy.yml", "rollback.yml"):
+        document = workflow(name)
+        assert document["permissions"] == {}, name
+        for job_name, job in document["jobs"].items():
+            assert job["concurrency"]["cancel-in-progress"] is False, job_name
+            assert job["concurrency"]["group"].startswith("deploy-"), job_name
+            runs = " ".join(str(step.get("run", "")) for step in job["steps"])
+            posts_statuses = "invoke deploy-" in runs or "invoke rollback" in runs
+            wanted = {"contents": "read", **({"deployments": "write"} if posts_statuses else {})}
+            assert job["permissions"] == wanted, job_name
+            assert ("GITHUB_TOKEN" in job["env"]) == posts_statuses, job_name
+            assert "secrets." not in runs and "${{" not in runs, job_name
+
+
+def test_rollback_is_dispatched_by_hand_with_its_four_inputs() -> None:
+    document = workflow("rollback.yml")
+    assert set(document["on"]) == {"workflow_dispatch"}
+    assert set(document["on"]["workflow_dispatch"]["inputs"]) == {
+        "service", "target", "environment", "to"
+    }
+    (job,) = document["jobs"].values()
+    assert job["environment"] == "${{ inputs.environment }}"
+    (command,) = [step["run"] for step in job["steps"] if "invoke rollback" in step.get("run", "")]
+    assert '--to "$ROLLBACK_TO"' in command and '--service "$ROLLBACK_SERVICE"' in command

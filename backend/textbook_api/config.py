@@ -24,6 +24,7 @@ SECRET_ENV_VARS = (
     "SLACK_WEBHOOK_URL",
     "REGISTRY_USERNAME",
     "REGISTRY_PASSWORD",
+    "GITHUB_TOKEN",
 )
 
 
@@ -100,6 +101,21 @@ class Settings(BaseSettings):
     # (None: the file's). KUBECONFIG, the credentials, is read by helm and kubectl themselves.
     kube_context: str | None = None
     kube_namespace: str | None = None
+    # Run observers (pipeline/observers): each is on when its settings are present.
+    slack_webhook_url: SecretStr | None = None
+    github_token: SecretStr | None = None
+    github_repository: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")  # OWNER/NAME
+    github_api_url: str | None = None  # None: the public API
+    # With GITHUB_REPOSITORY and GITHUB_RUN_ID (set by Actions): the run's log URL.
+    github_server_url: str | None = None
+    github_run_id: str | None = None
+    # A notification never stalls a run: each request is bounded, retried on 5xx/429 at most
+    # notify_attempts times in all, with exponential backoff from notify_retry_delay, and a
+    # server's Retry-After honoured up to notify_max_retry_delay seconds.
+    notify_timeout: float = Field(5.0, gt=0)
+    notify_attempts: int = Field(3, ge=1, le=10)
+    notify_retry_delay: float = Field(0.5, ge=0)
+    notify_max_retry_delay: float = Field(10.0, ge=0)
 
     @property
     def sqlalchemy_url(self) -> str:

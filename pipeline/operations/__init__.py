@@ -1,5 +1,7 @@
 """Every operation, by the name both doors use."""
 
+from dataclasses import replace
+
 from pipeline.core import Operation
 from pipeline.operations import (
     build_frontend,
@@ -15,8 +17,11 @@ from pipeline.operations import (
     up,
 )
 
+# The operations that change what an environment serves (see Operation.deploys).
+DEPLOYING = ("deploy-backend", "deploy-frontend", "rollback", "up")
+
 OPERATIONS: dict[str, Operation] = {
-    operation.name: operation
+    operation.name: replace(operation, deploys=True) if operation.name in DEPLOYING else operation
     for operation in (
         run_migrations.OPERATION,
         populate_embeddings.OPERATION,
