@@ -75,7 +75,9 @@ def tests(session: nox.Session, database: str) -> None:
     """pytest with coverage, against SQLite or the PostgreSQL server (TEST_POSTGRES_URL).
 
     The integration tests (real builds, release processes, both doors as subprocesses) run on
-    the first Python only; the other interpreters run the rest, with a floor to match.
+    the first Python only; the other interpreters run the rest, with a floor to match (README,
+    "nox sessions", says why). PostgreSQL sessions leave out the `database_independent` tests
+    (conftest.py): they would repeat the SQLite session's subprocesses exactly.
     """
     sync(session, "test")
     name = f"{session.python}-{database}"
