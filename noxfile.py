@@ -80,6 +80,9 @@ def tests(session: nox.Session, database: str) -> None:
     (conftest.py): they would repeat the SQLite session's subprocesses exactly.
     """
     sync(session, "test")
+    # The doors and release processes the tests start import our own packages afresh, and where
+    # PYTHONDONTWRITEBYTECODE is set (as on these machines) nothing would cache their bytecode.
+    session.run("python", "-m", "compileall", "-q", "pipeline", "backend/textbook_api", "tasks.py")
     name = f"{session.python}-{database}"
     full = session.python == PYTHONS[0]
     scope = [] if full else ["-m", "not integration", "--cov-fail-under=72"]
