@@ -37,6 +37,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"TEST_DATABASE must be sqlite or postgres, not {TEST_DATABASE!r}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A PostgreSQL session leaves out the `database_independent` tests: they would repeat the
+    SQLite session's work exactly, and in subprocesses, so coverage loses nothing."""
+    if TEST_DATABASE != "postgres":
+        return
+    repeated = [item for item in items if item.get_closest_marker("database_independent")]
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        items[:] = [item for item in items if item not in repeated]
+
+
 @contextmanager
 def _postgres_database() -> Iterator[str]:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

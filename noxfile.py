@@ -88,9 +88,14 @@ def tests(session: nox.Session, database: str) -> None:
     """pytest with coverage, against SQLite or the PostgreSQL server (TEST_POSTGRES_URL).
 
     The integration tests (real builds, release processes, both doors as subprocesses) run on
-    the first Python only; the other interpreters run the rest, with a floor to match.
+    the first Python only; the other interpreters run the rest, with a floor to match (README,
+    "nox sessions", says why). PostgreSQL sessions leave out the `database_independent` tests
+    (conftest.py): they would repeat the SQLite session's subprocesses exactly.
     """
     sync(session, "test")
+    # The doors and release processes the tests start import our own packages afresh, and where
+    # PYTHONDONTWRITEBYTECODE is set (as on these machines) nothing would cache their bytecode.
+    session.run("python", "-m", "compileall", "-q", "pipeline", "backend/textbook_api", "tasks.py")
     name = f"{session.python}-{database}"
     full = session.python == PYTHONS[0]
     scope = [] if full else ["-m", "not integration", "--cov-fail-under=72"]

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.database_independent
+
 BENCHES = sorted(path.stem for path in (ROOT / "bench").glob("bench_*.py"))
 
 

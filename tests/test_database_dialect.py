@@ -1,6 +1,11 @@
+import os
+import re
+import subprocess
+import sys
+
 from sqlalchemy import text
 
-from conftest import TEST_DATABASE
+from conftest import ROOT, TEST_DATABASE
 from textbook_api.db import build_engine
 
 
@@ -17,3 +22,23 @@ def test_the_test_database_is_the_dialect_the_session_asked_for(database_url: st
             assert engine.dialect.name == "sqlite"
             assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
     engine.dispose()
+
+
+def collect(database: str, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--no-cov", "-p",
+         "no:cacheprovider", path],
+        cwd=ROOT, env={**os.environ, "TEST_DATABASE": database}, capture_output=True, text=True,
+        check=False,
+    )
+
+
+def test_a_postgres_session_leaves_out_the_database_independent_tests() -> None:
+    independent = "tests/test_bench_prerequisites.py"  # database_independent, all of it
+    on_sqlite = collect("sqlite", independent)
+    assert on_sqlite.returncode == 0, on_sqlite.stdout + on_sqlite.stderr
+    count = re.search(r"(\d+) tests collected", on_sqlite.stdout)
+    assert count and int(count.group(1)) > 0
+    on_postgres = collect("postgres", independent)
+    assert on_postgres.returncode == 5  # pytest's "no tests ran"
+    assert f"no tests collected ({count.group(1)} deselected)" in on_postgres.stdout

@@ -159,6 +159,7 @@ def test_every_operation_has_parity_cases() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.database_independent
 @pytest.mark.parametrize(
     ("operation", "args"), [(op, args) for op, cases in PARITY_CASES.items() for args in cases]
 )
@@ -172,6 +173,7 @@ def test_both_doors_print_the_same_plan_and_exit_code(
 
 
 @pytest.mark.integration
+@pytest.mark.database_independent
 def test_a_difference_between_the_doors_is_caught(door_settings: dict[str, str]) -> None:
     script = door_output(
         "script", "run-migrations", ("--dry-run", "--lock-timeout", "7"), door_settings

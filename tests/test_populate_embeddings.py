@@ -287,6 +287,7 @@ def test_cohere_without_a_key_exits_2(
 # --------------------------------------------------------------------------- doors
 
 
+@pytest.mark.database_independent
 @pytest.mark.parametrize("door", ["script", "invoke"])
 def test_each_door_indexes(door: str, tmp_path: Path, docs: Path) -> None:
     env = door_env({"DATA_DIR": str(tmp_path / "data"),

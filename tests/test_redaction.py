@@ -46,15 +46,17 @@ def test_secret_settings_and_url_passwords_are_secrets(clean_environ: None) -> N
         environment="staging",
     )
     values = secret_values(settings, environ={})
-    assert set(values) == {
-        TOKEN, "p%40ss-w0rd", "p@ss-w0rd", "proxy-secret-9", "db-secret-42",
-        "postgresql://app:db-secret-42@db:5432/textbook",
-    }
+    assert set(values) == {TOKEN, "p%40ss-w0rd", "p@ss-w0rd", "proxy-secret-9", "db-secret-42"}
     assert values == sorted(values, key=len, reverse=True)  # a longer secret is masked whole
     redact = Redactor(values)
     assert redact(f"decoded p@ss-w0rd, token {TOKEN}") == f"decoded {MASK}, token {MASK}"
-    # Not a secret: the settings that are not, and the user names inside URLs.
+    # Not a secret: the settings that are not, the user names inside URLs, and the database a
+    # URL names (only its password is secret).
     assert redact("staging reader proxy-user app") == "staging reader proxy-user app"
+    assert redact("postgresql://app:db-secret-42@db:5432/textbook") == (
+        f"postgresql://app:{MASK}@db:5432/textbook")
+    sqlite = Settings(database_url="sqlite:////srv/textbook/textbook.db")
+    assert secret_values(sqlite, environ={}) == []
 
 
 def test_target_tokens_come_from_the_environment_and_short_values_are_ignored(
@@ -115,6 +117,11 @@ def test_secrets_in_dotenv_are_masked_in_output_logs_records_and_the_api(
         assert result.returncode == 0, result.stderr
         outputs += [result.stdout, result.stderr]
     assert f"by bot-{MASK}" in outputs[4]  # status --job shows the recorded actor, masked
+    # The plan names the database; only a password in its URL is masked.
+    if TEST_DATABASE == "sqlite":
+        assert f"database {database_url})" in outputs[0]
+    else:
+        assert f"database postgresql+psycopg://postgres:{MASK}@127.0.0.1" in outputs[0]
 
     monkeypatch.chdir(work)
     get_settings.cache_clear()

@@ -19,6 +19,9 @@ from textbook_api.config import SECRET_ENV_VARS, Settings
 MASK = "***"
 # Shorter values are too likely to occur in ordinary text to be masked everywhere.
 MIN_SECRET_LENGTH = 4
+# Secret settings whose secret is only the password inside them: the rest of the URL names the
+# database, which plans and messages must be able to show.
+PASSWORD_ONLY = frozenset({"database_url"})
 _URL_PASSWORD = re.compile(
     r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I
 )
@@ -56,7 +59,8 @@ def secret_values(
             value = getattr(settings, name)
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-                values.append(value)
+                if name not in PASSWORD_ONLY:
+                    values.append(value)
             if isinstance(value, str):
                 values += url_passwords(value)
     # Longest first, so a secret containing another is masked whole.
