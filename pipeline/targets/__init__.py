@@ -11,6 +11,7 @@ from pipeline.errors import UsageError
 from pipeline.targets.base import Target
 from pipeline.targets.local import LocalTarget
 from pipeline.targets.railway import RailwayTarget
+from pipeline.targets.vercel import VercelTarget
 from textbook_api.config import Settings
 
 REGISTRY: dict[str, type[Target]] = {
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Target]] = {
     for target in (
         LocalTarget,
         RailwayTarget,
+        VercelTarget,
     )
 }
 DEFAULT_TARGET = LocalTarget.name
