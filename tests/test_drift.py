@@ -57,6 +57,7 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
     "deploy-frontend": [
         ("--dry-run", "--prebuilt"),
         ("--dry-run", "--target", "vercel"),
+        ("--dry-run", "--target", "vercel", "--environment", "production"),
     ],
     "rollback": [
         ("--dry-run", "--port", "18765"),

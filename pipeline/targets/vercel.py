@@ -231,8 +231,9 @@ class VercelTarget(Target):
         def verify(run: Run) -> None:
             if state.url is None or state.identity is None:
                 raise OperationFailed("no deployment was made")
-            run.console.print("    " + self._verify(state.url, state.identity,
-                                                   f"Vercel deployment {state.deployment}"))
+            checked = self._verify(state.url, state.identity,
+                                   f"Vercel deployment {state.deployment}")
+            run.console.print(f"    {checked}")
             run.reference("vercel-deployment", state.url, id=str(state.deployment),
                           environment=self.vercel_environment,
                           git_sha=str(state.identity.get("git_sha")),
@@ -243,8 +244,9 @@ class VercelTarget(Target):
                 raise OperationFailed("no deployment was made")
             self._vercel(run, "promote", str(state.deployment), "--yes",
                          f"--timeout={self.settings.vercel_deploy_timeout:g}s")
-            run.console.print("    " + self._verify(self.site_url, state.identity,
-                                                   f"production ({state.deployment})"))
+            checked = self._verify(self.site_url, state.identity,
+                                   f"production ({state.deployment})")
+            run.console.print(f"    {checked}")
 
         steps = [
             self.lock_step(service),
@@ -261,7 +263,7 @@ class VercelTarget(Target):
                  " the build's", verify),
         ]
         if self.production:
-            steps.append(Step("promote", self._show("promote", "<deployment id>", "--yes")
+            steps.append(Step("promote", self._show("promote") + " <deployment id> --yes"
                               + f"; then {self.site_url}/{BUILD_INFO} must be the build's",
                               promote))
         return steps
