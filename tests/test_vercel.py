@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,7 +51,9 @@ def require_cli() -> None:
 @dataclass
 class FakeVercel:
     api: str = ""
-    site: str = ""  # host:port of the HTTPS server that serves deployments
+    site: str = ""  # host:port of production (the site_url): the deployment promoted last
+    hosts: dict[str, str] = field(default_factory=dict)  # deployment -> its own host:port
+    open_host: Callable[[str], str] = lambda deployment: ""  # starts a deployment's server
     calls: list[tuple[str, str]] = field(default_factory=list)
     tokens: set[str | None] = field(default_factory=set)
     blobs: dict[str, bytes] = field(default_factory=dict)  # uploads, by sha1
@@ -61,23 +63,31 @@ class FakeVercel:
     fail_create: bool = False  # POST /v13/deployments answers 500
     last_alias: dict[str, Any] = field(default_factory=dict)
 
+    def add(self, tree: dict[str, str]) -> str:
+        deployment = f"dpl_{len(self.deployments) + 1}"
+        self.deployments[deployment] = tree
+        self.hosts[deployment] = self.open_host(deployment)
+        return deployment
+
     def seed(self, files: dict[str, bytes]) -> str:
         """A deployment made earlier, serving production."""
-        deployment = f"dpl_{len(self.deployments) + 1}"
         tree = {}
         for path, data in files.items():
             sha = hashlib.sha1(data).hexdigest()  # nosec B324: Vercel's file digest
             self.blobs[sha] = data
             tree[path] = sha
-        self.deployments[deployment] = tree
-        self.production = deployment
-        return deployment
+        self.production = self.add(tree)
+        return self.production
 
     def paths(self) -> list[str]:
         return [f"{method} {urlsplit(path).path}" for method, path in self.calls]
 
+    def find(self, id_or_host: str) -> str:
+        by_host = {host: deployment for deployment, host in self.hosts.items()}
+        return by_host.get(id_or_host, id_or_host)
+
     def deployment(self, deployment: str) -> dict[str, Any]:
-        return {"id": deployment, "url": f"{self.site}/{deployment}", "name": "textbook",
+        return {"id": deployment, "url": self.hosts[deployment], "name": "textbook",
                 "readyState": "READY" if self.ready else "BUILDING", "target": "production",
                 "ownerId": "team_1", "projectId": "prj_1", "createdAt": 1, "alias": [],
                 "aliasAssigned": self.ready, "inspectorUrl": f"{self.api}/inspect/{deployment}"}
@@ -92,12 +102,14 @@ class FakeVercel:
                          "framework": None, "lastAliasRequest": self.last_alias or None}
         if path.startswith("/v3/env/pull/prj_1/"):
             return 200, {"env": {}}
-        if path.startswith("/v13/deployments/"):  # by id, or by URL (its last segment)
-            return 200, self.deployment(unquote(path).rsplit("/", 1)[1])
+        if path.startswith("/v13/deployments/"):  # by id, or by URL (a host, as on Vercel)
+            found = self.find(unquote(path.removeprefix("/v13/deployments/")))
+            if found not in self.deployments:
+                return 404, {"error": {"code": "not_found", "message": "Deployment not found"}}
+            return 200, self.deployment(found)
         if path == "/v6/deployments":
-            listed = [{"uid": d, "url": f"{self.site}/{d}", "name": "textbook",
-                       "state": "READY", "target": "production", "createdAt": index,
-                       "creator": {"uid": "u1"}}
+            listed = [{"uid": d, "url": self.hosts[d], "name": "textbook", "state": "READY",
+                       "target": "production", "createdAt": index, "creator": {"uid": "u1"}}
                       for index, d in enumerate(self.deployments)]
             return 200, {"deployments": listed[::-1],
                          "pagination": {"count": len(listed), "next": None, "prev": None}}
@@ -115,28 +127,25 @@ class FakeVercel:
             if missing:
                 return 400, {"error": {"code": "missing_files", "message": "Missing files",
                                        "missing": missing}}
-            deployment = f"dpl_{len(self.deployments) + 1}"
-            self.deployments[deployment] = {
-                f["file"].split("static/", 1)[1]: f["sha"] for f in files
-                if "static/" in f["file"]}
+            deployment = self.add({f["file"].split("static/", 1)[1]: f["sha"] for f in files
+                                   if "static/" in f["file"]})
             return 200, self.deployment(deployment)
         for kind in ("promote", "rollback"):
             prefix = f"/v{10 if kind == 'promote' else 9}/projects/prj_1/{kind}/"
             if path.startswith(prefix):
-                self.production = path.removeprefix(prefix)
+                self.production = self.find(path.removeprefix(prefix))
                 self.last_alias = {"jobStatus": "succeeded", "type": kind,
                                    "toDeploymentId": self.production,
                                    "requestedAt": int(time.time() * 1000)}
                 return 201, {}
         return 404, {"error": {"code": "not_found", "message": f"no route {path}"}}
 
-    def serve(self, path: str) -> bytes | None:
-        first, _, rest = path.lstrip("/").partition("/")
-        deployment, file = (first, rest) if first in self.deployments else (
-            self.production, path.lstrip("/"))
+    def serve(self, deployment: str | None, path: str) -> bytes | None:
+        """What a deployment (None: production) serves at path."""
+        deployment = deployment or self.production
         if deployment is None:
             return None
-        sha = self.deployments[deployment].get(file or "index.html")
+        sha = self.deployments[deployment].get(path.lstrip("/") or "index.html")
         return self.blobs.get(sha) if sha else None
 
 
@@ -158,13 +167,14 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def vercel(certificate: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVercel]:
     fake = FakeVercel()
+    servers: list[ThreadingHTTPServer] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
 
         def answer(self, status: int, payload: Any) -> None:
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -191,29 +201,37 @@ def vercel(certificate: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeV
                 self.answer(*fake.post(urlsplit(self.path).path, body,
                                        self.headers.get("x-now-digest")))
 
-    class Site(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
+    def https_server(deployment: str | None) -> str:
+        """An HTTPS server for one deployment (None: production); its host:port."""
 
-        def do_GET(self) -> None:
-            data = fake.serve(urlsplit(self.path).path)
-            self.send_response(200 if data is not None else 404)
-            self.send_header("Content-Length", str(len(data or b"")))
-            self.end_headers()
-            self.wfile.write(data or b"")
+        class Site(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                data = fake.serve(deployment, urlsplit(self.path).path)
+                self.send_response(200 if data is not None else 404)
+                self.send_header("Content-Length", str(len(data or b"")))
+                self.end_headers()
+                self.wfile.write(data or b"")
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate / "cert.pem", certificate / "key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        servers.append(server)
+        _serve(server)
+        return f"127.0.0.1:{server.server_address[1]}"
 
     api = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certificate / "cert.pem", certificate / "key.pem")
-    site.socket = context.wrap_socket(site.socket, server_side=True)
-    fake.api = f"http://127.0.0.1:{api.server_address[1]}"
-    fake.site = f"127.0.0.1:{site.server_address[1]}"
+    servers.append(api)
     _serve(api)
-    _serve(site)
+    fake.api = f"http://127.0.0.1:{api.server_address[1]}"
+    fake.site = https_server(None)
+    fake.open_host = https_server
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate / "cert.pem"))
     yield fake
-    for server in (api, site):
+    for server in servers:
         server.shutdown()
         server.server_close()
 
@@ -269,10 +287,14 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
 ) -> None:
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
     assert deploy() == 0, capsys.readouterr()
-    assert vercel.paths() == [
-        # vercel pull, then vercel build (which asks who the token is)
-        "GET /v2/user", "GET /v9/projects/prj_1", "GET /v3/env/pull/prj_1/production",
-        "GET /v2/user",
+    paths = vercel.paths()
+    # vercel pull
+    assert paths[:3] == ["GET /v2/user", "GET /v9/projects/prj_1",
+                         "GET /v3/env/pull/prj_1/production"]
+    # vercel build only reads (who the token is, at times the project: it varies by run)
+    deploying = paths.index("GET /teams/team_1") - 1
+    assert {p for p in paths[3:deploying]} <= {"GET /v2/user", "GET /v9/projects/prj_1"}
+    assert paths[deploying:] == [
         # vercel deploy --prebuilt: the fake lacks every file, so all six are uploaded
         "GET /v2/user", "GET /teams/team_1", "GET /v9/projects/prj_1",
         "POST /v13/deployments", *["POST /v2/files"] * 6, "POST /v13/deployments",
@@ -286,10 +308,10 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
     assert any("prebuilt=1" in path for method, path in vercel.calls if method == "POST")
     assert vercel.tokens == {TOKEN}
     assert vercel.production == "dpl_2" != previous
-    assert vercel.serve("/build-info.json") == identity("new")
-    assert vercel.serve("/docs/intro/index.html") == b"<html>intro new</html>"
+    assert vercel.serve(None, "/build-info.json") == identity("new")
+    assert vercel.serve(None, "/docs/intro/index.html") == b"<html>intro new</html>"
     out = capsys.readouterr().out
-    assert f"artifact vercel-deployment: https://{vercel.site}/dpl_2 (id dpl_2" in out
+    assert f"artifact vercel-deployment: https://{vercel.hosts['dpl_2']} (id dpl_2" in out
     assert TOKEN not in out
 
 
@@ -323,8 +345,9 @@ def test_a_deployment_that_serves_another_build_is_not_promoted(
 ) -> None:
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
     real_serve = vercel.serve
-    vercel.serve = lambda path: identity("other") if path.endswith(  # type: ignore[method-assign]
-        "build-info.json") and path.startswith("/dpl_2") else real_serve(path)
+    vercel.serve = lambda deployment, path: (  # type: ignore[method-assign]
+        identity("other") if deployment == "dpl_2" and path == "/build-info.json"
+        else real_serve(deployment, path))
     assert deploy() == 1
     assert "serves build" in capsys.readouterr().err
     assert vercel.production == previous
@@ -336,14 +359,19 @@ def test_rollback_returns_production_to_the_deployment_before(
     first = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
     assert deploy() == 0
     vercel.calls.clear()
-    # By id: this stand-in serves every deployment on one host (a path each), and the CLI
-    # reads a deployment URL as a host, so choosing by URL is exercised against Vercel only.
     code = cli.main(["rollback", "--service", "frontend", "--target", "vercel",
-                     "--environment", "production", "--to", first])
+                     "--environment", "production"])
     assert code == 0, capsys.readouterr()
+    assert "GET /v6/deployments" in vercel.paths()  # vercel list: which one served before
     assert f"POST /v9/projects/prj_1/rollback/{first}" in vercel.paths()
     assert vercel.production == first
-    assert vercel.serve("/build-info.json") == identity("old")
+    assert vercel.serve(None, "/build-info.json") == identity("old")
+    assert f"{vercel.site} serves git sha-old" in capsys.readouterr().out
+
+    vercel.calls.clear()
+    assert cli.main(["rollback", "--service", "frontend", "--target", "vercel",
+                     "--environment", "production", "--to", "dpl_2"]) == 0
+    assert vercel.production == "dpl_2" and "GET /v6/deployments" not in vercel.paths()
 
 
 def test_missing_settings_exit_2_naming_them_before_any_call(
