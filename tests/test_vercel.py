@@ -303,7 +303,7 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
         "GET /v2/user", "GET /v13/deployments/dpl_2", "GET /v9/projects/prj_1",
         "POST /v10/projects/prj_1/promote/dpl_2", "GET /v9/projects/prj_1",
         "GET /v13/deployments/dpl_2",
-    ]
+    ], paths
     assert "POST /v10/projects/prj_1/promote/dpl_2" in vercel.paths()
     assert any("prebuilt=1" in path for method, path in vercel.calls if method == "POST")
     assert vercel.tokens == {TOKEN}
