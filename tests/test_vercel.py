@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from sqlalchemy import text
 
 from conftest import ROOT, door_command, door_env
 from pipeline import cli
@@ -32,6 +33,7 @@ from pipeline.operations import build_frontend
 from pipeline.operations.build_frontend import install_state
 from pipeline.targets.vercel import CLI_DIR
 from textbook_api.config import get_settings
+from textbook_api.db import build_engine
 
 TOKEN = "vercelcanary7d1f0a9c"  # the CLI refuses tokens with "-"
 VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
@@ -277,6 +279,17 @@ def vercel_env(
     return env
 
 
+def recorded() -> str:
+    """Every job, event and artifact row, and the pipeline's logs, as one text."""
+    engine = build_engine(get_settings().sqlalchemy_url)
+    with engine.connect() as connection:
+        rows = [connection.execute(text(f"SELECT * FROM {table}")).all()  # nosec B608
+                for table in ("deployment_job", "deployment_event", "deployment_artifact")]
+    engine.dispose()
+    logs = [p.read_text() for p in (get_settings().data_dir / "logs").glob("*")]
+    return repr(rows) + "\n".join(logs)
+
+
 def deploy(*args: str) -> int:
     return cli.main(["deploy-frontend", "--target", "vercel", "--environment", "production",
                      "--prebuilt", *args])
@@ -286,6 +299,7 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
+    assert cli.main(["run-migrations"]) == 0  # so that the run is recorded
     assert deploy() == 0, capsys.readouterr()
     paths = vercel.paths()
     # vercel pull
@@ -313,7 +327,13 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
     assert vercel.serve(None, "/docs/intro/index.html") == b"<html>intro new</html>"
     out = capsys.readouterr().out
     assert f"artifact vercel-deployment: https://{vercel.hosts['dpl_2']} (id dpl_2" in out
-    assert TOKEN not in out
+    everything = recorded()
+    assert f"https://{vercel.hosts['dpl_2']}" in everything  # the artifact's uri
+    assert "'vercel-deployment'" in everything and "'succeeded'" in everything
+    # Nothing the run wrote holds the token: output, records, logs, the CLI's own files.
+    written = [p.read_text(errors="replace") for p in
+               Path(vercel_env["DATA_DIR"]).rglob("*") if p.is_file() and p.suffix != ".db"]
+    assert TOKEN not in out + everything + "".join(written)
 
 
 def test_an_api_500_exits_1_and_nothing_is_promoted(
@@ -392,13 +412,16 @@ def test_a_refused_token_exits_1_with_vercels_message_and_the_token_masked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     wrong = "vercelwrongtoken123"
+    assert cli.main(["run-migrations"]) == 0
     monkeypatch.setenv("VERCEL_TOKEN", wrong)
     get_settings.cache_clear()
     assert deploy() == 1
     output = capsys.readouterr()
     assert "vercel pull exited 1" in output.err
     assert "Could not retrieve Project Settings" in output.err  # the CLI's own message
-    assert wrong not in output.out + output.err
+    everything = recorded()
+    assert "vercel pull exited 1" in everything
+    assert wrong not in output.out + output.err + everything
     assert vercel.tokens == {wrong}
     assert vercel.deployments == {} and all(p.startswith("GET") for p in vercel.paths())
 
