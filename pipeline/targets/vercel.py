@@ -154,8 +154,8 @@ class VercelTarget(Target):
                 raise OperationFailed(f"npm ci in {CLI_DIR} exited {result.returncode}:"
                                       f" {result.stderr.strip()[-500:]}")
 
-        return Step("install-cli", f"cd {CLI_DIR} && npm ci --no-audit --no-fund (skipped when"
-                    " node_modules matches package-lock.json)", install)
+        return Step("install-cli", f"cd {CLI_DIR.relative_to(ROOT)} && npm ci --no-audit"
+                    " --no-fund (skipped when node_modules matches package-lock.json)", install)
 
     # Checking what a URL serves.
 
