@@ -393,6 +393,13 @@ def test_rollback_returns_production_to_the_deployment_before(
     assert cli.main(["rollback", "--service", "frontend", "--target", "vercel",
                      "--environment", "production", "--to", "dpl_2"]) == 0
     assert vercel.production == "dpl_2" and "GET /v6/deployments" not in vercel.paths()
+    assert "GET /v13/deployments/dpl_2" in vercel.paths()  # vercel inspect: its URL
+    assert f"{vercel.site} serves git sha-new" in capsys.readouterr().out
+
+    assert cli.main(["rollback", "--service", "frontend", "--target", "vercel",
+                     "--environment", "production", "--to", "dpl_9"]) == 1
+    assert "vercel inspect exited 1" in capsys.readouterr().err
+    assert vercel.production == "dpl_2"
 
 
 def test_missing_settings_exit_2_naming_them_before_any_call(

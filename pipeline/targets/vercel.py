@@ -294,17 +294,24 @@ class VercelTarget(Target):
 
         def roll_back(run: Run) -> None:
             target = chosen[0]
+            url = target
+            if "." not in target and "/" not in target:  # an id: its URL from the API
+                inspected = self._vercel(run, "inspect", target, "--format=json")
+                try:
+                    url = str(json.loads(inspected)["url"])
+                except (ValueError, KeyError, TypeError):
+                    raise OperationFailed(f"vercel inspect {target} answered no URL:"
+                                          f" {inspected[-300:]}") from None
+            # What production must serve once it is back: that deployment's own build.
+            state.identity = self._served(https(url), f"deployment {target}")
             self._vercel(run, "rollback", target, "--yes",
                          f"--timeout={self.settings.vercel_deploy_timeout:g}s")
-            if "/" in target or "." in target:  # a URL: what production must serve now
-                state.identity = self._served(https(target), f"deployment {target}")
 
         def verify(run: Run) -> None:
-            served = self._served(self.site_url, "production")
-            if state.identity is not None and served != state.identity:
-                raise OperationFailed(f"production serves {served} instead of the build of"
-                                      f" {chosen[0]}: {state.identity}")
-            run.console.print(f"    {self.site_url} serves git {served.get('git_sha')}")
+            if state.identity is None:
+                raise OperationFailed("no deployment was rolled back to")
+            checked = self._verify(self.site_url, state.identity, "production")
+            run.console.print(f"    {checked}")
 
         return [
             self.lock_step(service),
@@ -312,7 +319,8 @@ class VercelTarget(Target):
             Step("choose", f"the deployment to return to: {to or 'the one before production'}"
                  " (" + self._show("list", "--environment", PRODUCTION, "--status", "READY",
                                    "--format", "json") + ")", choose),
-            Step("rollback", self._show("rollback", to or "<deployment>", "--yes"), roll_back),
+            Step("rollback", f"GET <its url>/{BUILD_INFO}; "
+                 + self._show("rollback", to or "<deployment>", "--yes"), roll_back),
             Step("verify", f"{self.site_url}/{BUILD_INFO} must be that deployment's build",
                  verify),
         ]
