@@ -301,24 +301,23 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
     assert cli.main(["run-migrations"]) == 0  # so that the run is recorded
     assert deploy() == 0, capsys.readouterr()
+    # Each CLI run first looks up the user, the team and the project, some of them side by
+    # side (their order varies): those lookups as a set, every other call in its order.
+    lookups = {"GET /v2/user", "GET /teams/team_1", "GET /v9/projects/prj_1"}
     paths = vercel.paths()
-    # vercel pull
-    assert paths[:3] == ["GET /v2/user", "GET /v9/projects/prj_1",
-                         "GET /v3/env/pull/prj_1/production"]
-    # then vercel build and vercel deploy look up the user, the team and the project (some of
-    # these lookups run side by side, so their order varies from run to run)
-    creating = paths.index("POST /v13/deployments")
-    assert set(paths[3:creating]) == {"GET /v2/user", "GET /teams/team_1",
-                                      "GET /v9/projects/prj_1"}
-    assert paths[creating:] == [
+    assert {p for p in paths if p in lookups} == lookups
+    assert [p for p in paths if p not in lookups] == [
+        "GET /v3/env/pull/prj_1/production",  # vercel pull
         # vercel deploy --prebuilt: the fake lacks every file, so all six are uploaded
         "POST /v13/deployments", *["POST /v2/files"] * 6, "POST /v13/deployments",
-        "GET /v9/projects/prj_1",
-        # vercel promote, once the deployment served our build-info.json
-        "GET /v2/user", "GET /v13/deployments/dpl_2", "GET /v9/projects/prj_1",
-        "POST /v10/projects/prj_1/promote/dpl_2", "GET /v9/projects/prj_1",
+        # once the deployment served our build-info.json: vercel list (what serves now,
+        # the rollback target), then vercel promote
+        "GET /v6/deployments",
+        "GET /v13/deployments/dpl_2", "POST /v10/projects/prj_1/promote/dpl_2",
         "GET /v13/deployments/dpl_2",
     ], paths
+    assert paths[:3] == ["GET /v2/user", "GET /v9/projects/prj_1",
+                         "GET /v3/env/pull/prj_1/production"]
     assert "POST /v10/projects/prj_1/promote/dpl_2" in vercel.paths()
     assert any("prebuilt=1" in path for method, path in vercel.calls if method == "POST")
     assert vercel.tokens == {TOKEN}
@@ -371,6 +370,23 @@ def test_a_deployment_that_serves_another_build_is_not_promoted(
         else real_serve(deployment, path))
     assert deploy() == 1
     assert "serves build" in capsys.readouterr().err
+    assert vercel.production == previous
+
+
+def test_production_that_does_not_serve_the_build_after_promote_is_rolled_back(
+    vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
+    real_serve = vercel.serve
+    vercel.serve = lambda deployment, path: (  # type: ignore[method-assign]
+        identity("other") if deployment is None and vercel.production == "dpl_2"
+        and path == "/build-info.json" else real_serve(deployment, path))
+    assert deploy() == 1
+    output = capsys.readouterr()
+    assert "serves build" in output.err
+    assert f"rolling back: roll production back to https://{vercel.hosts[previous]}" in output.out
+    assert "POST /v10/projects/prj_1/promote/dpl_2" in vercel.paths()
+    assert f"POST /v9/projects/prj_1/rollback/{previous}" in vercel.paths()
     assert vercel.production == previous
 
 

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI_DIR = ROOT / "tools" / "vercel"
 VERCEL_JSON = ROOT / "vercel.json"
 PRODUCTION = "production"
+LIST_ARGS = ("list", "--environment", PRODUCTION, "--status", "READY", "--format", "json")
 
 
 def vercel_environment(environment: str) -> str:
@@ -179,6 +180,24 @@ class VercelTarget(Target):
         return f"{base_url} serves git {identity.get('git_sha')}, site" \
                f" {identity.get('site_sha256')}"
 
+    def _production_deployments(self, run: Run) -> tuple[list[str], int | None]:
+        """Ready production deployments' URLs, newest first, and the index of the one whose
+        build production serves now (None: production serves none of them, or nothing)."""
+        listed = json.loads(self._vercel(run, *LIST_ARGS))
+        urls = [https(str(found["url"])) for found in listed.get("deployments") or []]
+        try:
+            serving = self._served(self.site_url, "production")
+        except OperationFailed:
+            return urls, None
+        for index, url in enumerate(urls):
+            if self._served(url, f"deployment {url}") == serving:
+                return urls, index
+        return urls, None
+
+    def _roll_back_to(self, run: Run, target: str) -> None:
+        self._vercel(run, "rollback", target, "--yes",
+                     f"--timeout={self.settings.vercel_deploy_timeout:g}s")
+
     # Deploy.
 
     def deploy_steps(self, service: str) -> list[Step]:
@@ -242,6 +261,11 @@ class VercelTarget(Target):
         def promote(run: Run) -> None:
             if state.identity is None:
                 raise OperationFailed("no deployment was made")
+            urls, serving = self._production_deployments(run)
+            if serving is not None:
+                before = urls[serving]
+                run.on_failure(f"roll production back to {before}",
+                               lambda: self._roll_back_to(run, before))
             self._vercel(run, "promote", str(state.deployment), "--yes",
                          f"--timeout={self.settings.vercel_deploy_timeout:g}s")
             checked = self._verify(self.site_url, state.identity,
@@ -263,7 +287,9 @@ class VercelTarget(Target):
                  " the build's", verify),
         ]
         if self.production:
-            steps.append(Step("promote", self._show("promote") + " <deployment id> --yes"
+            steps.append(Step("promote", f"{self._show(*LIST_ARGS)} (the deployment serving now,"
+                              " the rollback target); " + self._show("promote")
+                              + " <deployment id> --yes"
                               + f"; then {self.site_url}/{BUILD_INFO} must be the build's",
                               promote))
         return steps
@@ -279,18 +305,11 @@ class VercelTarget(Target):
         def choose(run: Run) -> None:
             if chosen:
                 return
-            listed = json.loads(self._vercel(run, "list", "--environment", PRODUCTION,
-                                             "--status", "READY", "--format", "json"))
-            urls = [https(str(found["url"])) for found in listed.get("deployments") or []]
-            serving = self._served(self.site_url, "production")
-            for index, url in enumerate(urls):
-                if self._served(url, f"deployment {url}") == serving:
-                    if index + 1 < len(urls):
-                        chosen.append(urls[index + 1])
-                        run.console.print(f"    from {url} back to {urls[index + 1]}")
-                        return
-                    break
-            raise OperationFailed("no earlier ready production deployment to roll back to")
+            urls, serving = self._production_deployments(run)
+            if serving is None or serving + 1 >= len(urls):
+                raise OperationFailed("no earlier ready production deployment to roll back to")
+            chosen.append(urls[serving + 1])
+            run.console.print(f"    from {urls[serving]} back to {urls[serving + 1]}")
 
         def roll_back(run: Run) -> None:
             target = chosen[0]
@@ -304,8 +323,7 @@ class VercelTarget(Target):
                                           f" {inspected[-300:]}") from None
             # What production must serve once it is back: that deployment's own build.
             state.identity = self._served(https(url), f"deployment {target}")
-            self._vercel(run, "rollback", target, "--yes",
-                         f"--timeout={self.settings.vercel_deploy_timeout:g}s")
+            self._roll_back_to(run, target)
 
         def verify(run: Run) -> None:
             if state.identity is None:
@@ -317,8 +335,7 @@ class VercelTarget(Target):
             self.lock_step(service),
             self._install_step(),
             Step("choose", f"the deployment to return to: {to or 'the one before production'}"
-                 " (" + self._show("list", "--environment", PRODUCTION, "--status", "READY",
-                                   "--format", "json") + ")", choose),
+                 f" ({self._show(*LIST_ARGS)})", choose),
             Step("rollback", f"GET <its url>/{BUILD_INFO}; "
                  + self._show("rollback", to or "<deployment>", "--yes"), roll_back),
             Step("verify", f"{self.site_url}/{BUILD_INFO} must be that deployment's build",
