@@ -70,6 +70,7 @@ PARITY_CASES: dict[str, list[tuple[str, ...]]] = {
     "deploy-frontend": [
         ("--dry-run", "--prebuilt"),
         ("--dry-run", "--target", "vercel"),
+        ("--dry-run", "--target", "vercel", "--environment", "production"),
     ],
     "rollback": [
         ("--dry-run", "--port", "18765"),
@@ -394,3 +395,23 @@ def test_rollback_is_dispatched_by_hand_with_its_four_inputs() -> None:
     assert job["environment"] == "${{ inputs.environment }}"
     (command,) = [step["run"] for step in job["steps"] if "invoke rollback" in step.get("run", "")]
     assert '--to "$ROLLBACK_TO"' in command and '--service "$ROLLBACK_SERVICE"' in command
+
+
+def target_drift(registered: set[str], accepted: set[str]) -> set[str]:
+    """Targets the engine registers that the API refuses, or the API accepts that none deploys.
+
+    The API ships in the image without the pipeline, so it keeps the names it validates
+    configurations against (services.deployments.TARGETS); this rule keeps them the registry's.
+    """
+    return registered ^ accepted
+
+
+def test_the_api_accepts_exactly_the_registered_targets() -> None:
+    from pipeline.targets import REGISTRY
+    from textbook_api.services.deployments import TARGETS
+
+    assert target_drift(set(REGISTRY), set(TARGETS)) == set()
+
+
+def test_a_target_the_api_does_not_know_is_caught() -> None:
+    assert target_drift({"local", "mars"}, {"local"}) == {"mars"}

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     notify_retry_delay: float = Field(0.5, ge=0)
     notify_max_retry_delay: float = Field(10.0, ge=0)
 
+    # The vercel deploy target (pipeline/targets/vercel.py): which Vercel project gets the site,
+    # and how long `vercel deploy` may wait for the deployment to be ready. VERCEL_API_URL is
+    # the CLI's hidden `--api` option (tests point it at a stand-in); unset: Vercel's own API.
+    vercel_token: SecretStr | None = None  # read by the CLI from its environment, never argv
+    vercel_org_id: str | None = None
+    vercel_project_id: str | None = None
+    vercel_api_url: str | None = None
+    vercel_deploy_timeout: float = Field(900.0, gt=0)
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL: `DATABASE_URL`, or a SQLite file under the data directory."""

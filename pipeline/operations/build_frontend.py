@@ -11,6 +11,10 @@ and a size budget of SIZE_BUDGET_BYTES for the whole tree.
 The tree's digest (pipeline.artifacts: sha256 over each file's `relative/path NUL bytes`, in
 sorted path order) and size are printed, recorded as an artifact of kind `static-site`, and
 written to a manifest `<DATA_DIR>/artifacts/build-frontend/<time>-<sha256>.json`.
+
+The build carries its identity: `build-info.json` at the site's root holds the git sha and the
+sha256 of the tree as validated (before build-info.json was added, since a file cannot hold
+its own digest), so a deployed copy can be checked against the recorded build.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pipeline.artifacts import digest
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.errors import OperationFailed, UsageError
 from pipeline.locks import file_lock
+from pipeline.recording import Origin
 from textbook_api.config import Settings
 from textbook_api.rag.errors import CorpusError
 
@@ -47,6 +52,7 @@ SIZE_BUDGET_BYTES = 25 * 1024 * 1024
 MIN_NODE_MAJOR = 20
 DOCS_ROUTE = "docs"  # routeBasePath of the docs plugin (docusaurus.config.js)
 OUTPUT_DIR = "build"  # Docusaurus's default out dir; vercel.json serves <FRONTEND_DIR>/build
+BUILD_INFO = "build-info.json"
 
 OPTIONS = (
     Option(
@@ -424,6 +430,14 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             f" {count} files, {_megabytes(size)} of the {_megabytes(SIZE_BUDGET_BYTES)} budget"
         )
 
+    def identify(run: Run) -> None:
+        info = {"git_sha": Origin.detect().git_sha, "site_sha256": built.sha256,
+                "environment": profile.environment}
+        (output / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        found = digest(output)
+        built.sha256, built.size, built.files = found.sha256, found.size_bytes, built.files + 1
+        run.console.print(f"    {BUILD_INFO}: git {info['git_sha']}, site {info['site_sha256']}")
+
     def record(run: Run) -> None:
         sha256, size, count = built.sha256, built.size, built.files
         created = datetime.now(UTC)
@@ -460,6 +474,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         Step("build", f"cd {frontend} && {assignments} npm run build", build),
         Step("validate", f"{output}: index.html, {len(pages)} doc pages,"
              f" at most {_megabytes(SIZE_BUDGET_BYTES)}", validate),
+        Step("identify", f"write {output}/{BUILD_INFO} (git sha, the validated tree's sha256)",
+             identify),
         Step("record", f"sha256 and size of {output} -> {artifacts}/<time>-<sha256>.json",
              record),
     )

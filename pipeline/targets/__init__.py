@@ -12,6 +12,7 @@ from pipeline.targets.base import Target
 from pipeline.targets.kubernetes import KubernetesTarget
 from pipeline.targets.local import LocalTarget
 from pipeline.targets.railway import RailwayTarget
+from pipeline.targets.vercel import VercelTarget
 from textbook_api.config import Settings
 
 REGISTRY: dict[str, type[Target]] = {
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[Target]] = {
         LocalTarget,
         RailwayTarget,
         KubernetesTarget,
+        VercelTarget,
     )
 }
 DEFAULT_TARGET = LocalTarget.name
