@@ -21,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from prerequisites import ROOT, command, module, require, runtime  # noqa: E402
+
+IMAGE_TOOLS = "apt-get install -y podman buildah mmdebstrap uidmap fuse-overlayfs"
+require("bench_image", [*runtime(), module("pipeline"), command("podman", IMAGE_TOOLS),
+                        command("mmdebstrap", IMAGE_TOOLS)])
 sys.path.insert(0, str(ROOT))
 
 from pipeline.operations.build_image import DOCKERFILE, Engine, find_engine  # noqa: E402

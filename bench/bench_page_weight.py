@@ -20,20 +20,19 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from prerequisites import ROOT, command, file, require, runtime
+
 FRONTEND = ROOT / "frontend"
 BUILD = FRONTEND / "build"
 GOAL = 0.4
 
-
-def prerequisites() -> None:
-    """Fail in one line when something the measurement needs is missing."""
-    if not (BUILD / "index.html").is_file():
-        sys.exit(f"no built site at {BUILD}: run `uv run --frozen invoke build-frontend` first")
-    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
-        sys.exit(f"no {FRONTEND}/node_modules: run `npm ci --prefix frontend` first")
+require("bench_page_weight", [
+    *runtime(),
+    command("node", "install Node.js 20"),
+    file(BUILD / "index.html", "uv run --frozen invoke build-frontend"),
+    file(FRONTEND / "node_modules" / "playwright-core", "npm ci --prefix frontend"),
+])
 
 
 def free_port() -> int:
@@ -60,7 +59,6 @@ def kilobytes(size: int) -> str:
 
 
 def main() -> None:
-    prerequisites()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-page-weight-") as data_dir:

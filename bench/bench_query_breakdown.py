@@ -22,7 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
+from prerequisites import require, runtime
+
+require("bench_query_breakdown", runtime())
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")

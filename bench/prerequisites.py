@@ -45,6 +45,11 @@ def command(name: str, fix: str) -> Need:
     return Need("commands on PATH", name, shutil.which(name) is not None, fix)
 
 
+def file(path: Path, fix: str) -> Need:
+    """A file the measurement reads (a built site, an installed package)."""
+    return Need("files", str(path.relative_to(ROOT)), path.exists(), fix)
+
+
 def runtime(fix: str = SYNC) -> list[Need]:
     return [module(name, fix) for name in RUNTIME_MODULES]
 
