@@ -281,7 +281,7 @@ def test_the_dry_run_names_every_step_and_no_secret(tmp_path: Path) -> None:
 
 def test_registry_credentials_are_masked_wherever_text_leaves() -> None:
     environ = {"REGISTRY_USERNAME": "ci-robot-7f3a", "REGISTRY_PASSWORD": "p4ss-9e1c-x"}
-    redact = Redactor(secret_values(environ))
+    redact = Redactor(secret_values(environ=environ))
     assert redact("login ci-robot-7f3a:p4ss-9e1c-x refused") == "login ***:*** refused"
 
 

@@ -31,7 +31,7 @@ from conftest import ROOT, door_command, door_env
 from pipeline import cli
 from pipeline.operations import build_frontend
 from pipeline.operations.build_frontend import install_state
-from pipeline.targets.vercel import CLI_DIR
+from pipeline.targets.vercel import CLI_DIR, CLI_INSTALL
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
@@ -46,7 +46,7 @@ def require_cli() -> None:
             pytest.fail(message)
         pytest.skip(message)
     if install_state(CLI_DIR) is None:
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CLI_DIR, check=True,
+        subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
                        stdout=subprocess.DEVNULL)
 
 

@@ -9,8 +9,9 @@ deployment serves our `build-info.json`. Production deploys with `--skip-domain`
 moves to the production domains until `vercel promote` after that check: a failed or stuck
 deploy leaves the previous deployment serving.
 
-The CLI is pinned in tools/vercel and installed with `npm ci`. It reads VERCEL_TOKEN,
-VERCEL_ORG_ID and VERCEL_PROJECT_ID from its environment, so the token never goes on argv.
+The CLI is pinned in tools/vercel and installed from its lock (see CLI_INSTALL). It reads
+VERCEL_TOKEN, VERCEL_ORG_ID and VERCEL_PROJECT_ID from its environment, so the token never goes
+on argv.
 It runs in a work folder under DATA_DIR, so what `vercel pull` writes (.vercel/, the project's
 environment variables) stays out of the repository.
 """
@@ -55,6 +56,11 @@ def vercel_environment(environment: str) -> str:
 def https(url: str) -> str:
     """A deployment URL as `vercel list` prints it (host/path, no scheme) made fetchable."""
     return url if "://" in url else "https://" + url
+
+
+# From the lock, which it leaves as it is. Not `npm ci`: the lock cannot hold the CLI's native
+# packages for other platforms (npm resolves only this one's), and `npm ci` refuses it for that.
+CLI_INSTALL = ("install", "--no-save", "--no-audit", "--no-fund")
 
 
 @dataclass
@@ -148,15 +154,15 @@ class VercelTarget(Target):
             if npm is None:
                 raise UsageError("npm is not on PATH: it installs the Vercel CLI")
             result = subprocess.run(  # nosec B603: npm from PATH, fixed arguments
-                [npm, "ci", "--no-audit", "--no-fund"], cwd=CLI_DIR, capture_output=True,
+                [npm, *CLI_INSTALL], cwd=CLI_DIR, capture_output=True,
                 text=True, check=False, stdin=subprocess.DEVNULL,
             )
             if result.returncode != 0:
-                raise OperationFailed(f"npm ci in {CLI_DIR} exited {result.returncode}:"
+                raise OperationFailed(f"npm install in {CLI_DIR} exited {result.returncode}:"
                                       f" {result.stderr.strip()[-500:]}")
 
-        return Step("install-cli", f"cd {CLI_DIR.relative_to(ROOT)} && npm ci --no-audit"
-                    " --no-fund (skipped when node_modules matches package-lock.json)", install)
+        return Step("install-cli", f"cd {CLI_DIR.relative_to(ROOT)} && npm {' '.join(CLI_INSTALL)}"
+                    " (skipped when node_modules matches package-lock.json)", install)
 
     # Checking what a URL serves.
 
