@@ -18,18 +18,17 @@ only when its text is new), and an index report is written as an artifact.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
 from qdrant_client import QdrantClient
 
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.errors import LockHeld, OperationFailed, UsageError
 from pipeline.locks import file_lock
+from pipeline.progress import Update, progress_bars
 from textbook_api.config import Settings
 from textbook_api.rag.chunking import CHUNKER_VERSION, Chunk, load_corpus
 from textbook_api.rag.embedders import Embedder
@@ -41,7 +40,6 @@ from textbook_api.rag.errors import (
     ModelFilesError,
 )
 from textbook_api.rag.indexer import (
-    IndexProgress,
     IndexReport,
     plan_sync,
     stored_hashes,
@@ -86,37 +84,6 @@ OPTIONS = (
 )
 
 _DEFAULT_BATCH = 64
-_PLAIN_PROGRESS_SECONDS = 2.0
-
-
-class Progress:
-    """A progress bar on stderr: redrawn in place on a TTY, a line every few seconds otherwise."""
-
-    def __init__(
-        self, label: str, total: int, stream: TextIO | None = None, started: float | None = None
-    ) -> None:
-        self.label = label
-        self.total = total
-        self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._started = started if started is not None else time.perf_counter()
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        final = done >= self.total
-        if not self._tty and not final and now - self._last < _PLAIN_PROGRESS_SECONDS:
-            return
-        self._last = now
-        share = done / self.total if self.total else 1.0
-        bar = "#" * int(share * 30)
-        rate = done / max(now - self._started, 1e-9)
-        line = f"    {self.label} [{bar:<30}] {done}/{self.total} {share:4.0%} {rate:.1f}/s"
-        if self._tty:
-            self._stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
 
 
 class PrecomputedEmbedder:
@@ -159,18 +126,16 @@ class PrecomputedEmbedder:
         return [self._vectors[text] if text in self._vectors else late[text] for text in texts]
 
 
-def embed_all(
-    embedder: Embedder, texts: Sequence[str], progress: Progress
-) -> dict[str, list[float]]:
+def embed_all(embedder: Embedder, texts: Sequence[str], update: Update) -> dict[str, list[float]]:
     """Every text's vector, by text; batches of similar length (less padding)."""
     unique = sorted(set(texts), key=len)
     batch = int(getattr(embedder, "batch_size", _DEFAULT_BATCH))
     vectors: dict[str, list[float]] = {}
-    progress.update(0)
+    update("embed", 0, len(unique))
     for start in range(0, len(unique), batch):
         part = unique[start:start + batch]
         vectors.update(zip(part, embedder.embed_documents(part)))
-        progress.update(min(start + batch, len(unique)))
+        update("embed", min(start + batch, len(unique)), len(unique))
     return vectors
 
 
@@ -317,26 +282,20 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         run.console.print(f"    {len(sync.added)} added, {len(sync.updated)} updated,"
                           f" {sync.unchanged} unchanged, {len(sync.stale)} stale")
         try:
-            run.state["vectors"] = embed_all(embedder, texts, Progress("embed", len(set(texts))))
+            with progress_bars(run.console.redact) as update:
+                run.state["vectors"] = embed_all(embedder, texts, update)
         except EmbedderError as error:
             raise OperationFailed(f"embedding failed; the index was not changed: {error}") \
                 from None
 
     def write(run: Run) -> None:
         embedder = PrecomputedEmbedder(run.state["embedder"], run.state["vectors"])
-        bars: dict[str, Progress] = {}
-
-        started = time.perf_counter()
-
-        def show(step: IndexProgress) -> None:
-            if step.phase not in bars:  # the first report comes after the phase's first batch
-                bars[step.phase] = Progress(step.phase, step.total, started=started)
-            bars[step.phase].update(step.done)
-
         try:
-            report = sync_index(run.state["chunks"], embedder, run.state["client"], collection,
-                                max_delete_fraction=fraction, allow_mass_delete=allow,
-                                progress=show)
+            with progress_bars(run.console.redact) as update:
+                report = sync_index(
+                    run.state["chunks"], embedder, run.state["client"], collection,
+                    max_delete_fraction=fraction, allow_mass_delete=allow,
+                    progress=lambda step: update(step.phase, step.done, step.total))
         except MassDeleteError as error:
             raise UsageError(f"{error}; nothing was changed") from None
         except EmbedderError as error:
