@@ -16,9 +16,11 @@ import os
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ElementTree  # nosec B405: parses the sitemap our build wrote
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,7 +29,8 @@ from pipeline import cli
 from pipeline.errors import ExitCode
 from pipeline.locks import file_lock
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import doc_slug, install_state
+from pipeline.operations.build_frontend import install_state
+from textbook_api.rag.chunking import doc_slug, load_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -109,10 +112,33 @@ class Built:
     result: Result
 
 
+#: Docs added to the one built site copy: every kind of route Docusaurus derives (folder
+#: indexes, numbered prefixes, nested folders, `slug:`, `id:`) and two that it does not render.
+ROUTE_CASES = {
+    "route-cases/index.md": "# Route cases\n\nA folder's index page.\n",
+    "route-cases/01-basics/README.md": "# Basics\n\nA README is its folder's page.\n",
+    "route-cases/01-basics/02-setup.mdx": "# Setup\n\nNumbered prefixes are stripped.\n",
+    "route-cases/guide/guide.md": "# Guide\n\nA doc named as its folder is its page.\n",
+    "route-cases/guide/page.md": "---\nslug: renamed\n---\n# Page\n\nA relative slug.\n",
+    "route-cases/guide/deep/moved.md":
+        "---\nslug: /moved-elsewhere\n---\n# Moved\n\nAn absolute slug.\n",
+    "route-cases/guide/deep/03-nested.md": "# Nested\n\nTwo folders down.\n",
+    "route-cases/2021-01-report.md": "# Report\n\nA date-like prefix is kept.\n",
+    "route-cases/04-kept.md":
+        "---\nparse_number_prefixes: false\n---\n# Kept\n\nPrefix parsing is off.\n",
+    "route-cases/named.md": "---\nid: custom-id\n---\n# Named\n\nAn id of its own.\n",
+    "route-cases/_partial.md": "A partial, never a page.\n",
+    "route-cases/unfinished.md": "---\ndraft: true\n---\n# Draft\n\nNot in a build.\n",
+}
+
+
 @pytest.fixture(scope="module")
 def built(toolchain: None, tmp_path_factory: pytest.TempPathFactory) -> Built:
     folder = tmp_path_factory.mktemp("build-frontend")
     frontend = site_copy(folder)
+    for name, text in ROUTE_CASES.items():
+        (frontend / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (frontend / "docs" / name).write_text(text)
     data_dir = folder / "data"
     env = {"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir)}
     return Built(frontend, data_dir, run_operation(env, "--environment", "production"))
@@ -126,7 +152,8 @@ def test_the_operation_builds_and_validates_the_site(built: Built) -> None:
     assert len(chapters) >= 8
     for chapter in chapters:
         assert (site / "docs" / chapter.stem / "index.html").is_file(), chapter.name
-    assert f"index.html and {len(chapters)}/{len(chapters)} doc pages" in built.result.out
+    pages = len(chapters) + len(ROUTE_CASES) - 2  # the partial and the draft are no pages
+    assert f"index.html and {pages}/{pages} doc pages" in built.result.out
     assert "build-frontend: done" in built.result.out
 
 
@@ -178,6 +205,31 @@ def test_a_changed_lock_is_not_taken_for_installed(tmp_path: Path) -> None:
     assert install_state(frontend) is None
     hidden.unlink()
     assert install_state(frontend) is None
+
+
+def sitemap_doc_routes(site: Path) -> set[str]:
+    """The doc routes the build emitted, as its sitemap lists them (no trailing slash)."""
+    tree = ElementTree.parse(site / "sitemap.xml")  # nosec B314: our own build's output
+    locations = [loc.text or "" for loc in tree.iter(
+        "{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
+    paths = {urlsplit(location).path.rstrip("/") for location in locations}
+    return {path for path in paths if path.startswith("/docs/")}
+
+
+def test_doc_routes_match_the_routes_the_build_emits(built: Built) -> None:
+    """One route implementation serves build-frontend's page check and the indexer's URLs."""
+    emitted = sitemap_doc_routes(built.frontend / "build")
+    docs = built.frontend / "docs"
+    expected = {"/" + files[0].removesuffix("/index.html")
+                for files in build_frontend.expected_pages(docs).values()}
+    assert expected == emitted
+    indexed = {chunk.url.split("#")[0] for chunk in load_corpus(docs)}
+    assert indexed == emitted
+    assert {"/docs/route-cases", "/docs/route-cases/basics", "/docs/route-cases/basics/setup",
+            "/docs/route-cases/guide", "/docs/route-cases/guide/renamed", "/docs/moved-elsewhere",
+            "/docs/route-cases/guide/deep/nested", "/docs/route-cases/2021-01-report",
+            "/docs/route-cases/04-kept", "/docs/route-cases/custom-id"} <= emitted
+    assert not {route for route in emitted if "partial" in route or "unfinished" in route}
 
 
 def test_hashed_assets_are_the_only_files_under_assets(built: Built) -> None:
@@ -286,6 +338,9 @@ def test_a_build_already_running_holds_the_lock(toolchain: None, tmp_path: Path)
         ("guide/deep/page.md", {"slug": "../up"}, "/guide/up"),
         ("2021-01-report.md", {}, "/2021-01-report"),
         ("01-keep.md", {"parse_number_prefixes": False}, "/01-keep"),
+        ("01-dir/02-keep.md", {"parse_number_prefixes": False}, "/01-dir/02-keep"),
+        ("01-dir/01-dir.md", {}, "/dir/"),
+        ("a/b/c/03-deep.md", {}, "/a/b/c/deep"),
     ],
 )
 def test_doc_routes_are_derived_as_docusaurus_does(

@@ -6,12 +6,17 @@ Cohere is the one fake: a local HTTP server on 127.0.0.1 standing in for its API
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from qdrant_client import models
 
 from conftest import ROOT, FakeCohere, door_command, door_env, free_port, write_docs
 from pipeline import cli
@@ -306,3 +311,93 @@ def test_the_script_door_without_an_environment_exits_2(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=False, cwd=tmp_path)
     assert result.returncode == 2
     assert "no Python environment at" in result.stderr
+
+
+# --------------------------------------------------------------------------- validation cost
+
+
+def heading_queries(out: str) -> tuple[int, int]:
+    match = re.search(r"heading queries: (\d+) embedded, (\d+) reused", out)
+    assert match, out
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_heading_vectors_are_reused_and_a_changed_heading_is_embedded(
+    settings_env: dict[str, str], docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = populate(capsys, "--docs-dir", str(docs))
+    assert code == 0, out
+    embedded, reused = heading_queries(out)
+    assert embedded > 0 and reused == 0
+
+    code, out, _ = populate(capsys, "--docs-dir", str(docs))
+    assert code == 0, out
+    assert heading_queries(out) == (0, embedded)
+
+    (docs / "grasping.md").write_text(
+        (docs / "grasping.md").read_text().replace("## Friction cones", "## Contact friction"))
+    code, out, _ = populate(capsys, "--docs-dir", str(docs))
+    assert code == 0, out
+    assert heading_queries(out) == (1, embedded - 1)
+
+    cache = next((Path(settings_env["DATA_DIR"]) / "cache" / "populate-embeddings").glob("*"))
+    cache.write_bytes(b"not a numpy file")  # a damaged cache only costs time
+    code, out, _ = populate(capsys, "--docs-dir", str(docs))
+    assert code == 0, out
+    assert heading_queries(out) == (embedded, 0)
+
+
+def test_a_broken_index_still_fails_validation_with_cached_heading_vectors(
+    settings_env: dict[str, str], docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = Path(settings_env["DATA_DIR"])
+    code, out, _ = populate(capsys, "--docs-dir", str(docs), "--recall-k", "1")
+    assert code == 0, out
+    assert re.search(r"recall@1 = 1\.000", out)
+
+    # Break the index behind the indexer's back: every point gets another point's vector,
+    # payloads (and so the content hashes the sync compares) untouched.
+    with open_store(data / "qdrant") as client:
+        points, _ = client.scroll("textbook", limit=100, with_vectors=True)
+        vectors = [p.vector for p in points]
+        client.update_vectors("textbook", points=[
+            models.PointVectors(id=p.id, vector=vectors[(i + 1) % len(vectors)])
+            for i, p in enumerate(points)])
+
+    code, out, err = populate(capsys, "--docs-dir", str(docs), "--recall-k", "1")
+    assert code == 1
+    assert counts(out)["embedded"] == 0  # nothing changed as far as the sync can tell
+    assert heading_queries(out)[0] == 0  # the headings' vectors came from the cache
+    assert "is below the threshold" in err
+
+
+def test_on_a_terminal_the_progress_is_drawn_by_rich(tmp_path: Path, docs: Path) -> None:
+    env = door_env({"DATA_DIR": str(tmp_path / "data"),
+                    "DATABASE_URL": f"sqlite:///{tmp_path}/data/textbook.db",
+                    "COLUMNS": "120", "TERM": "xterm"})
+    env.pop("NO_COLOR", None)
+    leader, follower = pty.openpty()
+    drawn = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not chunk:
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    process = subprocess.run(
+        [sys.executable, "-m", "pipeline", "populate-embeddings", "--docs-dir", str(docs)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=follower, text=True, check=False)
+    os.close(follower)
+    reader.join(timeout=30)
+    os.close(leader)
+    terminal = drawn.decode("utf-8", "replace")
+    assert process.returncode == 0, terminal
+    assert "━" in terminal and "7/7" in terminal  # rich's bar, redrawn in place
+    assert "embed [" not in terminal  # not the plain lines meant for logs

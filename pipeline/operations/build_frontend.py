@@ -6,7 +6,8 @@ SITE_ENVIRONMENT. `npm ci` is skipped when node_modules already matches package-
 Docusaurus builds into `<FRONTEND_DIR>/build` (broken links and broken Markdown links throw);
 a build or validation failure removes that tree, so no half-built site is left looking done.
 
-Validation: `index.html`, one rendered page per doc (routes derived as Docusaurus derives them),
+Validation: `index.html`, one rendered page per doc (routes from the one implementation,
+`textbook_api.rag.chunking.doc_slug`, which the indexer's chunk URLs use too),
 and a size budget of SIZE_BUDGET_BYTES for the whole tree.
 The tree's digest (pipeline.artifacts: sha256 over each file's `relative/path NUL bytes`, in
 sorted path order) and size are printed, recorded as an artifact of kind `static-site`, and
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from pipeline.artifacts import digest
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
@@ -40,6 +41,8 @@ from pipeline.errors import OperationFailed, UsageError
 from pipeline.locks import file_lock
 from pipeline.recording import Origin
 from textbook_api.config import Settings
+from textbook_api.rag.chunking import DOCS_ROUTE as DOCS_URL
+from textbook_api.rag.chunking import doc_slug, iter_doc_files, split_front_matter
 from textbook_api.rag.errors import CorpusError
 
 NAME = "build-frontend"
@@ -50,7 +53,7 @@ ARTIFACT_KIND = "static-site"
 #: images and chapters, and catches a runaway (a video or a source map committed to static/).
 SIZE_BUDGET_BYTES = 25 * 1024 * 1024
 MIN_NODE_MAJOR = 20
-DOCS_ROUTE = "docs"  # routeBasePath of the docs plugin (docusaurus.config.js)
+DOCS_ROUTE = DOCS_URL.strip("/")  # routeBasePath of the docs plugin (docusaurus.config.js)
 OUTPUT_DIR = "build"  # Docusaurus's default out dir; vercel.json serves <FRONTEND_DIR>/build
 BUILD_INFO = "build-info.json"
 
@@ -65,10 +68,6 @@ OPTIONS = (
 )
 
 _URL_KEYS = ("site_url", "api_base_url")
-# Docusaurus's default exclusions (GlobExcludeDefault): partials, test files, underscored dirs.
-_EXCLUDED = re.compile(r"(^|/)_[^/]*(/|\.(mdx?|jsx?|tsx?)$)|(^|/)__tests__/|\.test\.(j|t)sx?$")
-_NUMBER_PREFIX = re.compile(r"^(?P<number>\d+)\s*[-_.]+\s*(?P<rest>[^-_.\s].*)$")
-_IGNORED_PREFIX = re.compile(r"^\d+[-_.]\d+")
 _BUILD_PROBLEM = re.compile(
     r"broken link|broken markdown|couldn't be resolved|could not be resolved|^\s*-> linking to"
     r"|error:|\berror\b.*\bin\b.*\.mdx?",
@@ -159,50 +158,11 @@ def select_profile(settings: Settings, requested: OptionValue, config: Path) -> 
 # --------------------------------------------------------------------------- docs and routes
 
 
-def _strip_number_prefix(name: str) -> str:
-    if _IGNORED_PREFIX.match(name):
-        return name
-    match = _NUMBER_PREFIX.match(name)
-    return match.group("rest") if match else name
-
-
-def doc_files(docs_dir: Path) -> list[PurePosixPath]:
-    """The docs Docusaurus renders: `**/*.{md,mdx}` minus its default exclusions."""
-    found = []
-    for path in docs_dir.rglob("*"):
-        if path.suffix not in (".md", ".mdx") or not path.is_file():
-            continue
-        relative = PurePosixPath(path.relative_to(docs_dir).as_posix())
-        if not _EXCLUDED.search(str(relative)):
-            found.append(relative)
-    return sorted(found)
-
-
-def doc_slug(relative: PurePosixPath, front_matter: Mapping[str, Any]) -> str:
-    """The slug Docusaurus gives a doc (plugin-content-docs `getSlug`, default options)."""
-    directory = str(relative.parent)
-    numbered = front_matter.get("parse_number_prefixes", True) is not False
-    strip = _strip_number_prefix if numbered else (lambda name: name)
-    base_id = str(front_matter.get("id") or strip(relative.stem))
-    dir_slug = "/" if directory == "." else (
-        "/" + "/".join(_strip_number_prefix(part) for part in relative.parent.parts) + "/"
-    )
-    slug = front_matter.get("slug")
-    if slug is not None and str(slug).startswith("/"):
-        return str(slug)
-    parents = [part.lower() for part in reversed(relative.parent.parts)]
-    category_index = relative.stem.lower() in ("index", "readme", *parents[:1])
-    if slug is None and category_index:
-        return dir_slug
-    return urlsplit(urljoin("http://docs" + dir_slug, str(slug) if slug else base_id)).path
-
-
 def expected_pages(docs_dir: Path) -> dict[str, list[str]]:
     """For each rendered doc: the build-relative files one of which must exist."""
-    from textbook_api.rag.chunking import split_front_matter
-
     pages: dict[str, list[str]] = {}
-    for relative in doc_files(docs_dir):
+    for path in iter_doc_files(docs_dir):
+        relative = PurePosixPath(path.relative_to(docs_dir).as_posix())
         try:
             front_matter, _ = split_front_matter(
                 (docs_dir / relative).read_text(encoding="utf-8"), docs_dir / relative

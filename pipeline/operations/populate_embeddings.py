@@ -8,7 +8,9 @@ fails (Cohere unreachable, rate-limited past its retries...) the run exits 1 wit
 exactly as it was. Then the library's `sync_index` upserts the new points and only after them
 deletes stale ones, refusing to delete more than `--max-delete-fraction` of the index unless
 `--allow-mass-delete` (exit 2, nothing changed). Recall@k over the chunks' own headings is then
-checked against `--min-recall` (exit 1 below it) and an index report is written as an artifact.
+checked against `--min-recall` (exit 1 below it), searching the index afresh on every run with
+the headings' vectors kept in `<DATA_DIR>/cache/populate-embeddings/` (a heading is embedded
+only when its text is new), and an index report is written as an artifact.
 
 `--dry-run` prints the plan and, read-only, what the run would add, update and delete.
 """
@@ -16,18 +18,17 @@ checked against `--min-recall` (exit 1 below it) and an index report is written 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
 from qdrant_client import QdrantClient
 
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.errors import LockHeld, OperationFailed, UsageError
 from pipeline.locks import file_lock
+from pipeline.progress import Update, progress_bars
 from textbook_api.config import Settings
 from textbook_api.rag.chunking import CHUNKER_VERSION, Chunk, load_corpus
 from textbook_api.rag.embedders import Embedder
@@ -39,12 +40,12 @@ from textbook_api.rag.errors import (
     ModelFilesError,
 )
 from textbook_api.rag.indexer import (
-    IndexProgress,
     IndexReport,
     plan_sync,
     stored_hashes,
     sync_index,
 )
+from textbook_api.rag.query_cache import QueryVectorCache
 from textbook_api.rag.search import recall_at_k
 from textbook_api.rag.store import check_collection
 from textbook_api.services.retrieval import (
@@ -83,37 +84,6 @@ OPTIONS = (
 )
 
 _DEFAULT_BATCH = 64
-_PLAIN_PROGRESS_SECONDS = 2.0
-
-
-class Progress:
-    """A progress bar on stderr: redrawn in place on a TTY, a line every few seconds otherwise."""
-
-    def __init__(
-        self, label: str, total: int, stream: TextIO | None = None, started: float | None = None
-    ) -> None:
-        self.label = label
-        self.total = total
-        self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._started = started if started is not None else time.perf_counter()
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        final = done >= self.total
-        if not self._tty and not final and now - self._last < _PLAIN_PROGRESS_SECONDS:
-            return
-        self._last = now
-        share = done / self.total if self.total else 1.0
-        bar = "#" * int(share * 30)
-        rate = done / max(now - self._started, 1e-9)
-        line = f"    {self.label} [{bar:<30}] {done}/{self.total} {share:4.0%} {rate:.1f}/s"
-        if self._tty:
-            self._stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
 
 
 class PrecomputedEmbedder:
@@ -146,6 +116,9 @@ class PrecomputedEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._embedder.embed_query(text)
 
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._embedder.embed_queries(texts)
+
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         missing = [text for text in texts if text not in self._vectors]
         late = dict(zip(missing, self._embedder.embed_documents(missing))) if missing else {}
@@ -153,18 +126,16 @@ class PrecomputedEmbedder:
         return [self._vectors[text] if text in self._vectors else late[text] for text in texts]
 
 
-def embed_all(
-    embedder: Embedder, texts: Sequence[str], progress: Progress
-) -> dict[str, list[float]]:
+def embed_all(embedder: Embedder, texts: Sequence[str], update: Update) -> dict[str, list[float]]:
     """Every text's vector, by text; batches of similar length (less padding)."""
     unique = sorted(set(texts), key=len)
     batch = int(getattr(embedder, "batch_size", _DEFAULT_BATCH))
     vectors: dict[str, list[float]] = {}
-    progress.update(0)
+    update("embed", 0, len(unique))
     for start in range(0, len(unique), batch):
         part = unique[start:start + batch]
         vectors.update(zip(part, embedder.embed_documents(part)))
-        progress.update(min(start + batch, len(unique)))
+        update("embed", min(start + batch, len(unique)), len(unique))
     return vectors
 
 
@@ -272,6 +243,7 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     data_dir = settings.data_dir.resolve()
     lock_path = data_dir / "locks" / f"{NAME}.lock"
     artifacts = data_dir / "artifacts" / NAME
+    query_cache = data_dir / "cache" / NAME
     collection = settings.qdrant_collection
     would = " " + preview(settings, docs_dir, fraction, allow) if options["dry_run"] else ""
 
@@ -310,26 +282,20 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         run.console.print(f"    {len(sync.added)} added, {len(sync.updated)} updated,"
                           f" {sync.unchanged} unchanged, {len(sync.stale)} stale")
         try:
-            run.state["vectors"] = embed_all(embedder, texts, Progress("embed", len(set(texts))))
+            with progress_bars(run.console.redact) as update:
+                run.state["vectors"] = embed_all(embedder, texts, update)
         except EmbedderError as error:
             raise OperationFailed(f"embedding failed; the index was not changed: {error}") \
                 from None
 
     def write(run: Run) -> None:
         embedder = PrecomputedEmbedder(run.state["embedder"], run.state["vectors"])
-        bars: dict[str, Progress] = {}
-
-        started = time.perf_counter()
-
-        def show(step: IndexProgress) -> None:
-            if step.phase not in bars:  # the first report comes after the phase's first batch
-                bars[step.phase] = Progress(step.phase, step.total, started=started)
-            bars[step.phase].update(step.done)
-
         try:
-            report = sync_index(run.state["chunks"], embedder, run.state["client"], collection,
-                                max_delete_fraction=fraction, allow_mass_delete=allow,
-                                progress=show)
+            with progress_bars(run.console.redact) as update:
+                report = sync_index(
+                    run.state["chunks"], embedder, run.state["client"], collection,
+                    max_delete_fraction=fraction, allow_mass_delete=allow,
+                    progress=lambda step: update(step.phase, step.done, step.total))
         except MassDeleteError as error:
             raise UsageError(f"{error}; nothing was changed") from None
         except EmbedderError as error:
@@ -340,13 +306,16 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         run.console.print(f"    summary: {summary(report, texts, seconds)}")
 
     def validate(run: Run) -> None:
+        queries = QueryVectorCache(query_cache, run.state["embedder"])
         try:
             recall = recall_at_k(run.state["client"], collection, run.state["embedder"],
-                                 run.state["chunks"], k=recall_k)
+                                 run.state["chunks"], k=recall_k, queries=queries)
         except EmbedderError as error:
             raise OperationFailed(f"validation could not embed its queries: {error}") from None
         run.state["recall"] = recall
-        run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g})")
+        run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g});"
+                          f" heading queries: {queries.embedded} embedded,"
+                          f" {queries.reused} reused from {queries.path}")
         if recall < min_recall:
             raise OperationFailed(
                 f"recall@{recall_k} {recall:.3f} is below the threshold {min_recall:g}:"
@@ -393,7 +362,7 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
              " touched", embed),
         Step("write", f"upsert them, then delete stale chunks ({deletes}){would}", write),
         Step("validate", f"recall@{recall_k} of headings over their own sections"
-             f" >= {min_recall:g}", validate),
+             f" >= {min_recall:g} (heading vectors kept in {query_cache}/)", validate),
         Step("report", f"write the index report to {artifacts}/", write_report),
     )
     context = {"environment": settings.environment, "collection": collection}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from qdrant_client import QdrantClient
 
 from conftest import write_docs
-from textbook_api.rag.chunking import load_corpus
+from textbook_api.rag.chunking import Chunk, load_corpus
 from textbook_api.rag.embedders import LocalEmbedder
 from textbook_api.rag.indexer import sync_index
+from textbook_api.rag.query_cache import QueryVectorCache
 from textbook_api.rag.search import NO_ANSWER, answer, recall_at_k, search
 
 from .conftest import BOOK
@@ -36,3 +38,34 @@ def test_search_answer_and_recall(tmp_path: Path, client: QdrantClient,
 
     assert recall_at_k(client, "book", embedder, chunks, k=3) >= 0.9
     assert search(client, "book", embedder, "   ", 3) == []
+
+
+def qdrant_recall(client: QdrantClient, embedder: LocalEmbedder, chunks: list[Chunk],
+                  k: int) -> float:
+    """recall@k the slow way: one Qdrant search per heading."""
+    headings = sorted({c.heading_path[-1] for c in chunks})
+    hits = 0
+    for heading in headings:
+        points = client.query_points("book", query=embedder.embed_query(heading), limit=k,
+                                     with_payload=["heading_path"]).points
+        hits += any((p.payload or {})["heading_path"][-1] == heading for p in points)
+    return hits / len(headings)
+
+
+def test_recall_ranks_as_qdrant_search_and_cached_vectors_change_nothing(
+        tmp_path: Path, client: QdrantClient, embedder: LocalEmbedder) -> None:
+    chunks = load_corpus(write_docs(tmp_path / "docs", BOOK),
+                         count_tokens=embedder.count_tokens)
+    sync_index(chunks, embedder, client, "book")
+    cache = QueryVectorCache(tmp_path / "cache", embedder)
+    for k in (1, 2, 3):
+        expected = qdrant_recall(client, embedder, chunks, k)
+        assert recall_at_k(client, "book", embedder, chunks, k=k) == expected
+        assert recall_at_k(client, "book", embedder, chunks, k=k, queries=cache) == expected
+    assert cache.embedded == 0 and cache.reused == len({c.heading_path[-1] for c in chunks})
+
+    with np.load(cache.path) as data:  # the same file, claimed by another model
+        np.savez(cache.path, model_id=np.array("another/model"), keys=data["keys"],
+                 vectors=data["vectors"])
+    cache.embed_queries(["Zero moment point"])  # is not trusted: embedded again
+    assert (cache.embedded, cache.reused) == (1, 0)

@@ -24,10 +24,11 @@ import hashlib
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import yaml
 
@@ -409,32 +410,50 @@ def _join(units: Sequence[_Unit]) -> str:
 
 # --------------------------------------------------------------------------- docs and URLs
 
-_NUMBER_PREFIX_RE = re.compile(r"^\d+\s*[-_.]+\s*(?=[^\d])")
+# Docusaurus's DefaultNumberPrefixParser: "01-intro" -> "intro", but date- and version-like
+# names ("2021-01-report", "7.0-notes") keep their digits.
+_NUMBER_PREFIX_RE = re.compile(r"^\d+\s*[-_.]+\s*(?P<rest>[^-_.\s].*)$")
+_IGNORED_PREFIX_RE = re.compile(r"^\d+[-_.]\d+")
 
 
 def _strip_number_prefix(name: str) -> str:
-    return _NUMBER_PREFIX_RE.sub("", name)
+    if _IGNORED_PREFIX_RE.match(name):
+        return name
+    match = _NUMBER_PREFIX_RE.match(name)
+    return match.group("rest") if match else name
 
 
-def doc_route(rel_path: PurePosixPath, meta: dict[str, Any]) -> tuple[str, str]:
-    """``(doc_id, url_path)`` of a doc the way Docusaurus derives them."""
-    folders = [_strip_number_prefix(p) for p in rel_path.parent.parts]
-    stem = _strip_number_prefix(rel_path.stem)
-    last = str(meta["id"]) if meta.get("id") is not None else stem
-    doc_id = "/".join([*folders, last])
+def doc_slug(rel_path: PurePosixPath, meta: Mapping[str, Any]) -> str:
+    """The slug Docusaurus gives a doc (plugin-content-docs ``getSlug``, default options).
+
+    The one implementation of doc routes: the indexer's chunk URLs and build-frontend's
+    check of the rendered pages both come from here. An absolute ``slug:`` wins; a folder's
+    ``index``/``README``/same-named doc is the folder's page; otherwise a relative ``slug:``
+    or the id is resolved against the folder. Number prefixes (``01-``) are stripped from
+    the file and its folders unless ``parse_number_prefixes: false``.
+    """
+    numbered = meta.get("parse_number_prefixes", True) is not False
+    strip = _strip_number_prefix if numbered else str
+    folders = [strip(part) for part in rel_path.parent.parts]
+    folder_slug = "/" + "".join(f"{part}/" for part in folders)
     slug = meta.get("slug")
-    if slug is not None:
-        slug = str(slug)
-        if slug.startswith("/"):
-            path = slug
-        else:
-            path = "/" + "/".join([*folders, slug])
-    else:
-        is_index = stem.lower() in ("index", "readme") or bool(folders and stem == folders[-1])
-        path = "/" + "/".join(folders if is_index and meta.get("id") is None else
-                              [*folders, last])
-    path = re.sub(r"/+", "/", path).rstrip("/")
-    return doc_id, DOCS_ROUTE + path if path else DOCS_ROUTE
+    if slug is not None and str(slug).startswith("/"):
+        return str(slug)
+    parents = [part.lower() for part in reversed(rel_path.parent.parts)]
+    if slug is None and rel_path.stem.lower() in ("index", "readme", *parents[:1]):
+        return folder_slug
+    base_id = str(meta["id"]) if meta.get("id") is not None else strip(rel_path.stem)
+    return urlsplit(urljoin("http://docs" + folder_slug, str(slug) if slug else base_id)).path
+
+
+def doc_route(rel_path: PurePosixPath, meta: Mapping[str, Any]) -> tuple[str, str]:
+    """``(doc_id, url_path)`` of a doc as Docusaurus derives them (url without a trailing /)."""
+    numbered = meta.get("parse_number_prefixes", True) is not False
+    strip = _strip_number_prefix if numbered else str
+    base_id = str(meta["id"]) if meta.get("id") is not None else strip(rel_path.stem)
+    doc_id = "/".join([*(strip(part) for part in rel_path.parent.parts), base_id])
+    path = re.sub(r"/+", "/", doc_slug(rel_path, meta)).rstrip("/")
+    return doc_id, DOCS_ROUTE + path
 
 
 def make_point_id(source: str, heading_path: Sequence[str], ordinal: int) -> str:
@@ -502,8 +521,10 @@ def chunk_document(
 
 
 def iter_doc_files(docs_dir: Path) -> list[Path]:
+    """The docs Docusaurus renders: ``**/*.{md,mdx}`` without partials (a file or folder
+    named ``_*``) and hidden files or folders (``.*``), which its globs leave out."""
     return sorted(p for p in docs_dir.rglob("*")
-                  if p.is_file() and p.suffix.lower() in DOC_EXTENSIONS
+                  if p.suffix in DOC_EXTENSIONS and p.is_file()
                   and not any(part.startswith((".", "_")) for part in
                               p.relative_to(docs_dir).parts))
 

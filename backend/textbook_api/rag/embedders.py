@@ -59,6 +59,8 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> list[float]: ...
 
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]: ...
+
     def count_tokens(self, text: str) -> int: ...
 
 
@@ -204,6 +206,10 @@ class LocalEmbedder:
     def embed_query(self, text: str) -> list[float]:
         row: list[float] = self._encode_batch([text])[0].tolist()
         return row
+
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Many queries at once (the model embeds queries and documents alike)."""
+        return self.embed_documents(texts)
 
 
 # --------------------------------------------------------------------------- Cohere
@@ -402,6 +408,9 @@ class CohereEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._embed([text], "search_query")[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._embed(texts, "search_query") if texts else []
 
 
 class CohereChat:
