@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from pathlib import Path
 
@@ -79,7 +79,6 @@ class Run:
     console: Console
     recorder: Recorder | None = None
     resources: ExitStack = field(default_factory=ExitStack)
-    state: dict[str, Any] = field(default_factory=dict)
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     def on_failure(self, description: str, undo: Callable[[], None]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,6 +218,40 @@ def preview(settings: Settings, docs_dir: Path, fraction: float, allow: bool) ->
             f" {len(sync.stale)}, leave {sync.unchanged} unchanged of {len(chunks)} chunks)")
 
 
+@dataclass
+class _Indexing:
+    """What the indexing steps hand each other."""
+
+    started: float = 0.0
+    loaded: Embedder | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    opened: QdrantClient | None = None
+    stored: dict[str, str] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    written: IndexReport | None = None
+    texts_embedded: int = 0
+    seconds: float = 0.0
+    recall: float = 0.0
+
+    @property
+    def embedder(self) -> Embedder:
+        if self.loaded is None:
+            raise OperationFailed("no embedder was loaded")
+        return self.loaded
+
+    @property
+    def client(self) -> QdrantClient:
+        if self.opened is None:
+            raise OperationFailed("the store was not opened")
+        return self.opened
+
+    @property
+    def report(self) -> IndexReport:
+        if self.written is None:
+            raise OperationFailed("nothing was written")
+        return self.written
+
+
 def summary(report: IndexReport, texts_embedded: int, seconds: float) -> str:
     return (f"added {report.added}, updated {report.updated}, unchanged {report.unchanged},"
             f" deleted {report.deleted} chunks; {texts_embedded} texts embedded;"
@@ -247,16 +282,18 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     collection = settings.qdrant_collection
     would = " " + preview(settings, docs_dir, fraction, allow) if options["dry_run"] else ""
 
+    state = _Indexing()
+
     def lock(run: Run) -> None:
         run.resources.enter_context(file_lock(lock_path, NAME, timeout))
-        run.state["started"] = time.perf_counter()
+        state.started = time.perf_counter()
 
     def load(run: Run) -> None:
-        embedder = run.state["embedder"] = _load_embedder(settings)
+        embedder = state.loaded = _load_embedder(settings)
         run.console.print(f"    {embedder.model_id} ({embedder.dimension}-d)")
 
     def chunk(run: Run) -> None:
-        chunks = run.state["chunks"] = _chunk(docs_dir, run.state["embedder"])
+        chunks = state.chunks = _chunk(docs_dir, state.embedder)
         count = len({c.source for c in chunks})
         run.console.print(f"    {len(chunks)} chunks from {count} files")
 
@@ -265,54 +302,54 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             client = run.resources.enter_context(open_writer_store(settings, wait=timeout))
         except StoreBusyError as error:
             raise LockHeld(f"{error}; waited {timeout}s") from None
-        run.state["client"] = client
-        if _check_binding(client, settings, run.state["embedder"]):
+        state.opened = client
+        if _check_binding(client, settings, state.embedder):
             stored = stored_hashes(client, collection)
             run.console.print(f"    collection {collection}: {len(stored)} points")
         else:
             stored = {}
             run.console.print(f"    collection {collection} does not exist yet")
-        run.state["stored"] = stored
+        state.stored = stored
 
     def embed(run: Run) -> None:
-        embedder: Embedder = run.state["embedder"]
-        sync = plan_sync(run.state["chunks"], run.state["stored"], embedder.model_id)
+        embedder = state.embedder
+        sync = plan_sync(state.chunks, state.stored, embedder.model_id)
         _guard(len(sync.stale), sync.existing, fraction, allow)
         texts = [c.embed_text for c in (*sync.added, *sync.updated)]
         run.console.print(f"    {len(sync.added)} added, {len(sync.updated)} updated,"
                           f" {sync.unchanged} unchanged, {len(sync.stale)} stale")
         try:
             with progress_bars(run.console.redact) as update:
-                run.state["vectors"] = embed_all(embedder, texts, update)
+                state.vectors = embed_all(embedder, texts, update)
         except EmbedderError as error:
             raise OperationFailed(f"embedding failed; the index was not changed: {error}") \
                 from None
 
     def write(run: Run) -> None:
-        embedder = PrecomputedEmbedder(run.state["embedder"], run.state["vectors"])
+        embedder = PrecomputedEmbedder(state.embedder, state.vectors)
         try:
             with progress_bars(run.console.redact) as update:
                 report = sync_index(
-                    run.state["chunks"], embedder, run.state["client"], collection,
+                    state.chunks, embedder, state.client, collection,
                     max_delete_fraction=fraction, allow_mass_delete=allow,
                     progress=lambda step: update(step.phase, step.done, step.total))
         except MassDeleteError as error:
             raise UsageError(f"{error}; nothing was changed") from None
         except EmbedderError as error:
             raise OperationFailed(f"embedding failed during the write: {error}") from None
-        texts = len(run.state["vectors"]) + embedder.embedded_late
-        seconds = time.perf_counter() - run.state["started"]
-        run.state.update(report=report, texts_embedded=texts, seconds=seconds)
+        texts = len(state.vectors) + embedder.embedded_late
+        seconds = time.perf_counter() - state.started
+        state.written, state.texts_embedded, state.seconds = report, texts, seconds
         run.console.print(f"    summary: {summary(report, texts, seconds)}")
 
     def validate(run: Run) -> None:
-        queries = QueryVectorCache(query_cache, run.state["embedder"])
+        queries = QueryVectorCache(query_cache, state.embedder)
         try:
-            recall = recall_at_k(run.state["client"], collection, run.state["embedder"],
-                                 run.state["chunks"], k=recall_k, queries=queries)
+            recall = recall_at_k(state.client, collection, state.embedder,
+                                 state.chunks, k=recall_k, queries=queries)
         except EmbedderError as error:
             raise OperationFailed(f"validation could not embed its queries: {error}") from None
-        run.state["recall"] = recall
+        state.recall = recall
         run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g});"
                           f" heading queries: {queries.embedded} embedded,"
                           f" {queries.reused} reused from {queries.path}")
@@ -322,8 +359,7 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
                 " headings no longer find their own sections")
 
     def write_report(run: Run) -> None:
-        report: IndexReport = run.state["report"]
-        embedder: Embedder = run.state["embedder"]
+        report, embedder = state.report, state.embedder
         finished = datetime.now(UTC)
         record = {
             "operation": NAME,
@@ -335,15 +371,15 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             "model_id": embedder.model_id,
             "dimension": embedder.dimension,
             "chunker_version": CHUNKER_VERSION,
-            "chunks": len(run.state["chunks"]),
+            "chunks": len(state.chunks),
             "added": report.added,
             "updated": report.updated,
             "unchanged": report.unchanged,
             "deleted": report.deleted,
-            "texts_embedded": run.state["texts_embedded"],
-            "seconds": round(run.state["seconds"], 3),
+            "texts_embedded": state.texts_embedded,
+            "seconds": round(state.seconds, 3),
             "recall_k": recall_k,
-            "recall_at_k": run.state["recall"],
+            "recall_at_k": state.recall,
             "recall_threshold": min_recall,
         }
         artifacts.mkdir(parents=True, exist_ok=True)
