@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -273,9 +274,30 @@ def test_missing_settings_exit_2_naming_them_before_any_request(
     monkeypatch.setenv("RAILWAY_TOKEN", TOKEN)
     monkeypatch.setenv("RAILWAY_SERVICE_ID", "service-1")
     get_settings.cache_clear()
+    # Without --image the deploy builds and pushes this commit's image first: that needs an
+    # engine and a registry, checked before anything starts.
+    monkeypatch.delenv("IMAGE_REGISTRY", raising=False)
+    get_settings.cache_clear()
     assert deploy() == 2
-    assert "needs --image REF" in capsys.readouterr().err
+    expected = ("--push needs IMAGE_REGISTRY" if shutil.which("podman") or shutil.which("docker")
+                else "no container engine")
+    assert expected in capsys.readouterr().err
     assert railway.calls == []
+
+
+def test_without_image_the_plan_builds_and_pushes_this_commits_image_first(
+    railway_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not (shutil.which("podman") or shutil.which("docker")):
+        pytest.skip("no container engine (apt-get install -y podman)")
+    monkeypatch.setenv("IMAGE_REGISTRY", "127.0.0.1:5999/textbook")
+    get_settings.cache_clear()
+    assert deploy("--dry-run") == 0
+    plan = capsys.readouterr().out
+    steps = re.findall(r"^\s+\d+\. (\S+)", plan, re.M)
+    assert steps.index("build-image:push") < steps.index("image") < steps.index("deploy")
+    assert "source image the pushed build (by digest)" in plan
 
 
 def test_both_doors_print_the_same_plan_with_the_token_masked(

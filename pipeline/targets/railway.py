@@ -19,6 +19,7 @@ import httpx
 
 from pipeline.core import Option, OptionValue, Run, Step, composed
 from pipeline.errors import OperationFailed, UsageError
+from pipeline.operations.build_image import ImageBuild, find_engine, git_revision, image_steps
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -125,6 +126,7 @@ class RailwayRelease:
     previous: str | None = None  # the deployment serving before this run
     deployment: str | None = None
     url: str | None = None
+    image: str = ""
 
 
 class RailwayTarget(Target):
@@ -132,7 +134,8 @@ class RailwayTarget(Target):
     summary = "the API as a Railway service (GraphQL API, RAILWAY_* settings)"
     services = ("backend",)
     own_options = (
-        Option("image", "container image to deploy (railway, kubernetes)", None, "REF"),
+        Option("image", "railway: an image already pushed to deploy (default: build-image"
+               " --push of this commit)", None, "REF"),
     )
 
     def __init__(self, settings: Settings, options: Mapping[str, OptionValue]) -> None:
@@ -204,18 +207,26 @@ class RailwayTarget(Target):
         self._wait(deployment)
         run.console.print(f"    Railway deployment {deployment} serves again")
 
+    def _image_steps(self) -> tuple[ImageBuild | None, list[Step]]:
+        """None and no steps for --image; else build-image --push of this commit."""
+        if self.image:
+            return None, []
+        build, steps = image_steps(self.settings, environment=self.environment,
+                                   tag=git_revision(), push=True, engine=find_engine())
+        return build, [Step(f"build-image:{step.name}", step.describe, step.action)
+                       for step in steps]
+
     # Deploy.
 
     def deploy_steps(self, service: str) -> list[Step]:
         from pipeline.operations import run_migrations  # the operations import the registry
 
-        if not self.image:
-            raise UsageError("the railway target needs --image REF: the image to deploy")
         if self.settings.database_url is None:
             raise UsageError("the railway target needs DATABASE_URL: the Railway database to"
                              " migrate before the deploy")
         state = RailwayRelease()
         service_id = self.settings.railway_service_id
+        build, image_steps = self._image_steps()
 
         def current(run: Run) -> None:
             successful = self._successful()
@@ -223,8 +234,10 @@ class RailwayTarget(Target):
             run.console.print(f"    serving now: {state.previous or 'no deployment'}")
 
         def point(run: Run) -> None:
-            self._api().call(UPDATE_IMAGE, image=self.image, **self._ids())
-            run.console.print(f"    service {service_id} source: {self.image}")
+            image = build.pushed_ref if build is not None else self.image
+            state.image = image
+            self._api().call(UPDATE_IMAGE, image=image, **self._ids())
+            run.console.print(f"    service {service_id} source: {image}")
 
         def deploy(run: Run) -> None:
             answer = self._api().call(DEPLOY, **self._ids())
@@ -242,7 +255,7 @@ class RailwayTarget(Target):
                 raise OperationFailed("no deployment was started")
             state.url = self._wait(state.deployment)
             run.reference("railway-deployment", f"railway://{self.settings.railway_project_id}"
-                          f"/{service_id}/{state.deployment}", image=self.image,
+                          f"/{service_id}/{state.deployment}", image=state.image,
                           url=state.url or self.public_url)
 
         def gate(run: Run) -> None:
@@ -253,8 +266,9 @@ class RailwayTarget(Target):
             self.lock_step(service),
             Step("current", "query the deployment serving now (the rollback target)", current),
             *composed(run_migrations.OPERATION, self.settings),
-            Step("image", f"serviceInstanceUpdate {service_id}: source image {self.image}",
-                 point),
+            *image_steps,
+            Step("image", f"serviceInstanceUpdate {service_id}: source image"
+                 f" {self.image or 'the pushed build (by digest)'}", point),
             Step("deploy", f"serviceInstanceDeployV2 {service_id}", deploy),
             Step("wait", f"poll the deployment until {SUCCEEDED} (at most"
                  f" {self.settings.railway_deploy_timeout:g}s)", wait),
