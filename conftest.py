@@ -14,12 +14,13 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -148,6 +149,55 @@ def write_docs(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+Reply = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class Request:
+    """One request a stand-in server received (its JSON body decoded, None when empty)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+@contextmanager
+def stand_in(respond: Callable[[Request], Reply]) -> Iterator[str]:
+    """A stand-in for a remote service on 127.0.0.1: every request goes to `respond`, whose
+    (status, headers, payload) is answered as JSON. Yields the server's base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def handle_any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            request = Request(self.command, parts.path, parse_qs(parts.query),
+                              dict(self.headers.items()), json.loads(raw) if raw else None)
+            status, headers, payload = respond(request)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json",
+                                "Content-Length": str(len(data))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = handle_any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class FakeCohere:
     """Cohere's embed and chat endpoints on 127.0.0.1.
@@ -183,27 +233,7 @@ class FakeCohere:
 @pytest.fixture
 def fake_cohere() -> Iterator[FakeCohere]:
     fake = FakeCohere()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, headers, payload = fake.respond(
-                self.path, body, self.headers.get("Authorization")
-            )
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json",
-                                "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with stand_in(lambda request: fake.respond(request.path, request.body,
+                                               request.headers.get("Authorization"))) as url:
+        fake.url = url
+        yield fake

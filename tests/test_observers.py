@@ -10,21 +10,18 @@ import json
 import os
 import pty
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT, door_command, door_env, free_port
+from conftest import ROOT, Reply, Request, door_command, door_env, free_port, stand_in
 from pipeline import cli
 from pipeline.observers.base import Delivery, NotDelivered, Transient, failure_for, retry_after
 from textbook_api.db import build_engine
@@ -33,16 +30,6 @@ CANARY = "canary-5e3b9d0c71f4"
 GIT_SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret
 REPOSITORY = "textbook/monorepo"
 GITHUB_TOKEN = f"ghs-{CANARY}"
-Reply = tuple[int, dict[str, str], Any]
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
@@ -66,33 +53,9 @@ class Fake:
 
 
 def serve(fake: Fake) -> Iterator[Fake]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def handle_any(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            parts = urlsplit(self.path)
-            request = Request(self.command, parts.path, parse_qs(parts.query),
-                              dict(self.headers.items()), json.loads(raw) if raw else None)
-            status, headers, payload = fake.respond(request)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json",
-                                "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = handle_any
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with stand_in(fake.respond) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture

@@ -7,19 +7,16 @@ whose name contains "broken" answers 503. Migrations, the audit trail and the do
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, Reply, Request, door_command, door_env, stand_in
 from pipeline import cli
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
@@ -106,36 +103,19 @@ class FakeRailway:
 
 @pytest.fixture
 def railway() -> Iterator[FakeRailway]:
+    """GraphQL on POST; GET serves the deployed service's /ready."""
     fake = FakeRailway()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def answer(self, status: int, headers: dict[str, str], payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json",
-                                "Content-Length": str(len(data))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
+    def respond(request: Request) -> Reply:
+        if request.method == "GET":
             status = fake.ready()
-            self.answer(status, {}, {"status": "ready" if status == 200 else "not ready"})
+            return status, {}, {"status": "ready" if status == 200 else "not ready"}
+        fake.tokens.append(request.headers.get("Project-Access-Token"))
+        return fake.graphql(request.body["query"], request.body.get("variables") or {})
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.tokens.append(self.headers.get("Project-Access-Token"))
-            self.answer(*fake.graphql(body["query"], body.get("variables") or {}))
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with stand_in(respond) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture
