@@ -110,6 +110,13 @@ class Target(ABC):
     def preflight(self, services: tuple[str, ...]) -> None:
         """Checks that need no change to the world (free port, settings present): UsageError."""
 
+    def require_settings(self, required: Mapping[str, object]) -> None:
+        """Exit 2 naming every setting (environment variable) the target needs and lacks."""
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise UsageError(f"the {self.name} target needs {', '.join(missing)} (see"
+                             " docs/cicd-secrets.md)")
+
     @abstractmethod
     def deploy_steps(self, service: str) -> list[Step]:
         """The steps that put a new release of the service live (the caller registers it)."""

@@ -155,17 +155,13 @@ class RailwayTarget(Target):
         return url.rstrip("/") + self.gate.path if url else None
 
     def preflight(self, services: tuple[str, ...]) -> None:
-        required = {
+        self.require_settings({
             "RAILWAY_TOKEN": self.settings.railway_token,
             "RAILWAY_PROJECT_ID": self.settings.railway_project_id,
             "RAILWAY_ENVIRONMENT_ID": self.settings.railway_environment_id,
             "RAILWAY_SERVICE_ID": self.settings.railway_service_id,
             "RAILWAY_PUBLIC_URL": self.settings.railway_public_url,
-        }
-        missing = [name for name, value in required.items() if not value]
-        if missing:
-            raise UsageError(f"the railway target needs {', '.join(missing)} (see"
-                             " docs/cicd-secrets.md)")
+        })
 
     def _api(self) -> RailwayAPI:
         token = self.settings.railway_token

@@ -93,15 +93,11 @@ class VercelTarget(Target):
         return self.site_url + "/" if self.production else None
 
     def preflight(self, services: tuple[str, ...]) -> None:
-        required = {
+        self.require_settings({
             "VERCEL_TOKEN": self.settings.vercel_token,
             "VERCEL_ORG_ID": self.settings.vercel_org_id,
             "VERCEL_PROJECT_ID": self.settings.vercel_project_id,
-        }
-        missing = [name for name, value in required.items() if not value]
-        if missing:
-            raise UsageError(f"the vercel target needs {', '.join(missing)} (see"
-                             " docs/cicd-secrets.md)")
+        })
 
     # The CLI.
 
