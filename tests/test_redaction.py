@@ -119,7 +119,7 @@ def test_secrets_in_dotenv_are_masked_in_output_logs_records_and_the_api(
     assert f"by bot-{MASK}" in outputs[4]  # status --job shows the recorded actor, masked
     # The plan names the database; only a password in its URL is masked.
     if TEST_DATABASE == "sqlite":
-        assert f"database {database_url})" in outputs[0]
+        assert f"database {database_url}, " in outputs[0]
     else:
         assert f"database postgresql+psycopg://postgres:{MASK}@127.0.0.1" in outputs[0]
 
