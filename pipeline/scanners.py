@@ -37,7 +37,12 @@ SBOM_DIR = ROOT / "var" / "artifacts" / "sbom"
 TRIVY_CACHE = ROOT / "var" / "cache" / "trivy"
 FRONTEND = ROOT / "frontend"
 #: What ``config`` checks when given no paths: whichever of these exist.
-MISCONFIG_CANDIDATES = ("backend/Dockerfile", "helm")
+# What ships: the image's Dockerfile and the backend chart, which holds every template the
+# release renders (the main chart adds only NOTES; helm/e2e is the kind workflow's throwaway
+# PostgreSQL, not something deployed).
+MISCONFIG_CANDIDATES = ("backend/Dockerfile", "helm/backend")
+# The chart's schema requires an image tag; without one trivy renders nothing and checks nothing.
+HELM_SCAN_VALUES = ("--helm-set", "image.tag=misconfig-scan")
 LEVELS = ("low", "moderate", "high", "critical")
 _ALIASES = {"medium": "moderate", "info": "low", "negligible": "low"}
 _REASON_CHARS = 300
@@ -261,7 +266,7 @@ def scan_misconfig(paths: Sequence[Path]) -> Report:
     for path in paths:
         result = run_tool("trivy config", [
             "trivy", "config", "--format", "json", "--skip-check-update",
-            f"--cache-dir={TRIVY_CACHE}", str(path),
+            f"--cache-dir={TRIVY_CACHE}", *HELM_SCAN_VALUES, str(path),
         ])
         folder = path if path.is_dir() else path.parent
         report = interpret(f"trivy config {path}", result,
