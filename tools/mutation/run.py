@@ -34,12 +34,14 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                     ("backend/tests/test_audit_rules.py", "backend/tests/test_deployments_api.py")),
     "redaction": ("backend/textbook_api/redaction.py",
                   ("tests/test_redaction.py", "backend/tests/test_audit_rules.py")),
-    "locks": ("pipeline/locks.py", ("tests/test_run_migrations.py", "tests/test_recording.py")),
+    "locks": ("pipeline/locks.py", ("tests/test_locks.py",)),
 }
 # Where each package is imported from (its folder's parent): mutmut needs it at the top.
 PACKAGES = {"textbook_api": ROOT / "backend", "pipeline": ROOT}
-# Copied next to the packages so the tests run as in the repository.
-SUPPORT = ("tests", "backend/tests", "conftest.py", "pytest.ini")
+# Copied next to the packages so that the tests, and the doors they start, run as in the
+# repository (conftest.ROOT is then the copy).
+SUPPORT = ("tests", "backend/tests", "conftest.py", "pytest.ini", "tasks.py", "scripts",
+           "deploy.toml")
 KILLED = {1, 3, 36, 24, -24, 152, 255}  # mutmut's exit codes for killed and timed out
 SPINNER = re.compile("[\u2800-\u28ff]")
 STATUS = {0: "survived", 33: "no tests", 5: "no tests", 34: "skipped", None: "not checked"}
