@@ -23,6 +23,7 @@ from pipeline.errors import LockHeld
 from pipeline.locks import (
     POLL_SECONDS,
     Holder,
+    _advisory_holder,
     advisory_key,
     file_lock,
     holder_identity,
@@ -194,3 +195,10 @@ def test_an_advisory_waiter_takes_the_lock_when_the_holder_lets_go(
             text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key("migrate")})).start()
         with postgres_advisory_lock(second, "migrate", 5):
             assert held_by_others(first, "migrate") == 1
+
+
+def test_a_holder_gone_before_it_could_be_named_is_an_unknown_session(
+    connections: tuple[Connection, Connection],
+) -> None:
+    first, _ = connections
+    assert _advisory_holder(first, advisory_key("held by nobody")) == "an unknown session"

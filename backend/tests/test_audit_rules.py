@@ -310,3 +310,19 @@ def test_jobs_since_an_instant_include_a_job_created_at_that_instant(
     job = deployments.job(new_job(deployments))
     found, total = deployments.jobs(JobFilter(since=job.created_at), limit=10, offset=0)
     assert [j.id for j in found] == [job.id] and total == 1
+
+
+def test_the_database_url_of_the_environment_gives_its_password_alone() -> None:
+    url = "postgresql://deploy:pw-env-42@db.internal/textbook"
+    assert secret_values(environ={"DATABASE_URL": url}) == ["pw-env-42"]
+    # A password with an '@' in it: the URL parser reads it whole where the pattern stops.
+    at = secret_values(environ={"DATABASE_URL": "postgresql://deploy:p@ss-word@db/textbook"})
+    assert "p@ss-word" in at
+    assert secret_values(environ={"DATABASE_URL": "postgresql://[::1"}) == []  # malformed
+
+
+def test_the_redactor_from_the_environment_knows_its_secret_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COHERE_API_KEY", "env-cohere-key-5")
+    assert Redactor.from_environment()("key env-cohere-key-5") == f"key {MASK}"
