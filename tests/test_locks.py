@@ -158,7 +158,9 @@ def connections(postgres_url: str) -> Iterator[tuple[Connection, Connection]]:
 def held_by_others(connection: Connection, name: str) -> int:
     return int(connection.execute(text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND objid = :key AND pid <> pg_backend_pid()"), {"key": advisory_key(name)}).scalar_one())
+        " AND objid = :key AND pid <> pg_backend_pid()"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+        {"key": advisory_key(name)}).scalar_one())
 
 
 def test_the_advisory_lock_outlives_transactions_and_names_its_holder(
@@ -198,7 +200,13 @@ def test_an_advisory_waiter_takes_the_lock_when_the_holder_lets_go(
 
 
 def test_a_holder_gone_before_it_could_be_named_is_an_unknown_session(
-    connections: tuple[Connection, Connection],
+    connections: tuple[Connection, Connection], postgres_url: str
 ) -> None:
     first, _ = connections
+    admin = create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
+    with admin.connect() as elsewhere:
+        # The same key held in another database of the server is another lock.
+        elsewhere.execute(text("SELECT pg_advisory_lock(:key)"), {"key": advisory_key("migrate")})
+        assert _advisory_holder(first, advisory_key("migrate")) == "an unknown session"
+    admin.dispose()
     assert _advisory_holder(first, advisory_key("held by nobody")) == "an unknown session"

@@ -151,10 +151,11 @@ def test_redact_data_keeps_non_strings_and_masks_keys() -> None:
         MASK: [1, 2.5, True, None, [MASK]]}
 
 
-# (service, environment, target): each pair differs in one key only, in an order that no two of
-# the three keys would sort alike.
+# (service, environment, target): for each key, two that differ in it alone; and for each key,
+# two whose order by that key is the opposite of their order by the other two.
 CONFIGURATIONS = [("backend", "staging", "local"), ("frontend", "staging", "local"),
-                  ("backend", "production", "vercel"), ("backend", "production", "railway")]
+                  ("backend", "production", "local"), ("backend", "staging", "vercel"),
+                  ("backend", "production", "vercel"), ("frontend", "production", "railway")]
 
 
 @pytest.mark.parametrize("names", [
