@@ -27,7 +27,6 @@ import re
 import shlex
 import shutil
 import subprocess  # nosec B404: helm and kubectl with argv lists, no shell
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core import Option, OptionValue, Run, Step, composed
+from pipeline.deploy_config import DEPLOY_CONFIG, load_section
 from pipeline.errors import LockHeld, OperationFailed, UsageError
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
-DEPLOY_CONFIG = Path("deploy.toml")  # relative to the repository root (both doors run there)
 CHART = Path("helm/textbook-stack")
 TOOLS_BIN = Path(__file__).resolve().parents[2] / "tools" / "kubernetes" / "bin"
 INSTALL_HINT = "python3 tools/kubernetes/install.py"
@@ -75,27 +74,12 @@ class Cluster:
 
 def load_cluster(config: Path, environment: str, settings: Settings) -> Cluster:
     """The environment's table of deploy.toml; errors name the key."""
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{config} is missing: it holds the [kubernetes.<environment>] tables")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"{config}: not valid TOML: {error}") from None
-    tables = data.get("kubernetes")
-    table = tables.get(environment) if isinstance(tables, dict) else None
-    if not isinstance(table, dict):
-        known = ", ".join(sorted(tables)) if isinstance(tables, dict) else "none"
-        raise UsageError(f"{config} has no [kubernetes.{environment}] table (known: {known})")
+    tables = load_section(config, "kubernetes", _KEYS)
+    if environment not in tables:
+        raise UsageError(f"{config} has no [kubernetes.{environment}] table"
+                         f" (known: {', '.join(tables)})")
+    table = tables[environment]
     prefix = f"kubernetes.{environment}"
-    unknown = sorted(set(table) - set(_KEYS))
-    if unknown:
-        raise UsageError(f"{config}: {prefix}.{unknown[0]} is not a known key")
-    for key, kind in _KEYS.items():
-        if key not in table:
-            raise UsageError(f"{config}: {prefix}.{key} is missing")
-        if not isinstance(table[key], kind) or isinstance(table[key], bool):
-            kind_name = "an integer" if kind is int else "a string"
-            raise UsageError(f"{config}: {prefix}.{key} must be {kind_name}")
     context = settings.kube_context or table["context"]
     namespace = settings.kube_namespace or table["namespace"]
     if not context:
