@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, unavailable
 from pipeline import cli
 from pipeline.errors import ExitCode
 from pipeline.locks import file_lock
@@ -61,10 +60,7 @@ def run_operation(env: dict[str, str], *args: str) -> Result:
 def require_toolchain() -> None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
-        message = f"{' and '.join(missing)} not on PATH: install Node.js 20 and npm"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{' and '.join(missing)} not on PATH: install Node.js 20 and npm")
 
 
 def real_node_modules() -> Path:

