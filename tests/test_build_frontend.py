@@ -276,6 +276,29 @@ def test_node_missing_is_a_usage_error_naming_node(tmp_path: Path) -> None:
     assert "plan" not in result.out
 
 
+def test_the_local_site_url_is_on_the_port_the_stack_serves(
+    toolchain: None, tmp_path: Path
+) -> None:
+    # deploy.toml's local site_url names port 8765, LOCAL_PORT's default; another LOCAL_PORT
+    # must reach the build, or the site's canonical URLs point at a port nothing serves.
+    built = run_operation({"DATA_DIR": str(tmp_path), "LOCAL_PORT": "9123"},
+                          "--environment", "local", "--dry-run")
+    assert built.code == 0, built.err
+    assert "SITE_URL=http://127.0.0.1:9123 TEXTBOOK_API_URL=''" in built.out
+    staging = run_operation({"DATA_DIR": str(tmp_path), "LOCAL_PORT": "9123"},
+                            "--environment", "staging", "--dry-run")
+    assert "SITE_URL=https://physical-ai-textbook-staging.vercel.app " in staging.out
+    # The local target's --port reaches the site build it composes the same way.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_DIR", str(tmp_path))
+        patch.delenv("LOCAL_PORT", raising=False)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["deploy-frontend", "--port", "9124", "--dry-run"]) == 0
+    assert "build-frontend:build" in out.getvalue()
+    assert "SITE_URL=http://127.0.0.1:9124 TEXTBOOK_API_URL=''" in out.getvalue()
+
+
 def test_an_unknown_environment_is_a_usage_error(tmp_path: Path) -> None:
     result = run_operation({"DATA_DIR": str(tmp_path)}, "--environment", "moon", "--dry-run")
     assert result.code == ExitCode.USAGE

@@ -28,7 +28,7 @@ import shutil
 import subprocess  # nosec B404: runs node and npm, resolved on PATH at plan time, no shell
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -124,14 +124,22 @@ def select_profile(settings: Settings, requested: OptionValue, config: Path) -> 
         name = str(requested)
         if name not in profiles:
             raise UsageError(f"unknown environment {name!r}: {config} defines {known}")
-        return profiles[name]
-    name = settings.environment
-    if name not in profiles:
-        raise UsageError(
-            f"ENVIRONMENT {name!r} has no [frontend.{name}] table in {config} ({known}):"
-            " pass --environment"
-        )
-    return profiles[name]
+    else:
+        name = settings.environment
+        if name not in profiles:
+            raise UsageError(
+                f"ENVIRONMENT {name!r} has no [frontend.{name}] table in {config} ({known}):"
+                " pass --environment"
+            )
+    profile = profiles[name]
+    if name != LOCAL_ENVIRONMENT:
+        return profile
+    # The local stack serves the site on LOCAL_PORT (or the local target's --port, which it
+    # passes on as local_port); deploy.toml's port is only that setting's default.
+    site = urlsplit(profile.site_url)
+    host = site.netloc.rsplit(":", 1)[0] if site.port else site.netloc  # keeps [::1] whole
+    return replace(profile, site_url=site._replace(
+        netloc=f"{host}:{settings.local_port}").geturl())
 
 
 # --------------------------------------------------------------------------- docs and routes
