@@ -404,11 +404,12 @@ def test_a_deploy_upgrades_the_release_verifies_it_and_records_the_revision(
 ) -> None:
     actor = getpass.getuser()
     assert deploy(cluster) == 0
+    (job,) = jobs()
     (upgrade,) = cluster.calls("helm", "upgrade")
     assert upgrade[:len(UPGRADE)] == UPGRADE
     assert upgrade[len(UPGRADE):] == [
-        "--description", f"deploy-backend {SHA[:12]} by {os.environ.get('GITHUB_ACTOR') or actor}",
-        "--kube-context", "textbook-staging",
+        "--description", f"deploy-backend {SHA[:12]} by {os.environ.get('GITHUB_ACTOR') or actor}"
+        f" (job {job['id']})", "--kube-context", "textbook-staging",
     ]
     kubectl = cluster.calls("kubectl")
     assert ["--context", "textbook-staging", "--namespace", "textbook-staging", "rollout",
@@ -417,7 +418,6 @@ def test_a_deploy_upgrades_the_release_verifies_it_and_records_the_revision(
             "textbook-staging/services/textbook-backend:http/proxy/ready"] in kubectl
     for call in cluster.calls("helm") + kubectl:
         assert not any(SECRET in arg for arg in call)  # KUBECONFIG stays in the environment
-    (job,) = jobs()
     assert (job["operation"], job["target"], job["environment"], job["state"]) == (
         "deploy-backend", "kubernetes", "staging", "succeeded")
     (artifact,) = [a for a in job["artifacts"] if a["kind"] == "helm-release"]
@@ -465,7 +465,11 @@ def test_rollback_returns_to_the_previous_revision_and_verifies_it(cluster: Clus
     history = cluster.load()["history"]
     assert [(r["revision"], r["status"]) for r in history] == [
         (1, "superseded"), (2, "superseded"), (3, "deployed")]
-    assert jobs()[-1]["state"] == "succeeded"
+    # The job that deployed revision 2 (its description names it) is marked rolled back, as
+    # the local target marks the job of the release it replaces; the first deploy still stands.
+    assert [(j["operation"], j["state"]) for j in jobs()] == [
+        ("deploy-backend", "succeeded"), ("deploy-backend", "rolled_back"),
+        ("rollback", "succeeded")]
     assert cluster.run("rollback", "--to", "2") == 0
     assert cluster.calls("helm", "rollback")[-1][2] == "2"
     assert cluster.run("rollback", "--to", "9") == 2

@@ -14,8 +14,9 @@ proxy, so no port-forward process is left behind).
 The lock is Helm's own: while an install, upgrade or rollback runs, the release's newest
 revision is `pending-*`, and Helm refuses a second one. The lock step reads it first, so a
 concurrent deploy stops with exit 3 naming the holder (the revision's description, which every
-deploy sets to who started it). A pending state left by a killed helm is cleared with
-`helm rollback RELEASE` by hand (docs: README, "Deploy to Kubernetes").
+deploy sets to who started it and its recorded job; a rollback marks that job rolled back).
+A pending state left by a killed helm is cleared with `helm rollback RELEASE` by hand (docs:
+README, "Deploy to Kubernetes").
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ READ_SECONDS = 30
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# The recorded job a revision's description names (see KubernetesTarget.description).
+_JOB = re.compile(r"\(job (\d+)\)$")
 _KEYS = {"context": str, "namespace": str, "release": str, "timeout_seconds": int,
          "values": str, "url": str}
 
@@ -159,6 +162,7 @@ class RollbackChoice:
     (--to, or the last one that served before the current one, found in the history)."""
 
     to_revision: int | None = None
+    replaced_job: int | None = None  # the recorded job that deployed the revision replaced
 
 
 class KubernetesTarget(Target):
@@ -211,13 +215,19 @@ class KubernetesTarget(Target):
         return ["helm", "lint", "--strict", str(CHART), "-f", str(self.cluster.values),
                 *self._image_values()]
 
-    def upgrade_argv(self) -> list[str]:
+    def description(self, job: int | str | None) -> str:
+        """The revision's description: what was deployed, by whom, and the run's recorded job,
+        which `helm history` shows and a later rollback reads back to mark that job rolled
+        back (the release itself remembers it, as a local release's metadata does)."""
+        text = f"deploy-backend {self.image_tag[:12]} by {self.holder}"
+        return text if job is None else f"{text} (job {job})"
+
+    def upgrade_argv(self, job: int | str | None) -> list[str]:
         c = self.cluster
         return ["helm", "upgrade", "--install", c.release, str(CHART), "--namespace", c.namespace,
                 "--create-namespace", "--atomic", "--wait", "--timeout", f"{c.timeout_seconds}s",
                 "-f", str(c.values), *self._image_values(),
-                "--description", f"deploy-backend {self.image_tag[:12]} by {self.holder}",
-                "--kube-context", c.context]
+                "--description", self.description(job), "--kube-context", c.context]
 
     def rollback_argv(self, revision: str) -> list[str]:
         c = self.cluster
@@ -348,21 +358,24 @@ class KubernetesTarget(Target):
             Step("record", f"{shlex.join(history)}: record revision, chart and image", record),
         ]
 
-    def _helm_change(self, name: str, argv: list[str], verb: str) -> Step:
+    def _helm_change(self, run: Run, argv: list[str], verb: str) -> None:
         c = self.cluster
+        # --atomic: after its own --timeout, helm rolls back and waits up to that long
+        # again; killing it before would leave the release pending (locked) for good.
+        result = run_tool(argv, 2 * c.timeout_seconds + GRACE_SECONDS)
+        if result.returncode == 0:
+            run.console.print(f"    {last_lines(result.stdout, 2)[:300]}")
+            return
+        if "another operation" in result.stderr and "in progress" in result.stderr:
+            raise LockHeld(f"release {c.release} in {c.namespace}: {last_lines(result.stderr)}")
+        raise OperationFailed(f"helm {verb} failed: {last_lines(result.stderr)}")
 
-        def change(run: Run) -> None:
-            # --atomic: after its own --timeout, helm rolls back and waits up to that long
-            # again; killing it before would leave the release pending (locked) for good.
-            result = run_tool(argv, 2 * c.timeout_seconds + GRACE_SECONDS)
-            if result.returncode == 0:
-                run.console.print(f"    {last_lines(result.stdout, 2)[:300]}")
-                return
-            if "another operation" in result.stderr and "in progress" in result.stderr:
-                raise LockHeld(f"release {c.release} in {c.namespace}: {last_lines(result.stderr)}")
-            raise OperationFailed(f"helm {verb} failed: {last_lines(result.stderr)}")
+    def _upgrade_step(self) -> Step:
+        def upgrade(run: Run) -> None:
+            job = run.recorder.job_id if run.recorder is not None else None
+            self._helm_change(run, self.upgrade_argv(job), "upgrade")
 
-        return Step(name, shlex.join(argv), change)
+        return Step("upgrade", shlex.join(self.upgrade_argv("<recorded job>")), upgrade)
 
     def _image_steps(self) -> list[Step]:
         if self.options.get("prebuilt_image"):
@@ -381,7 +394,7 @@ class KubernetesTarget(Target):
             *self._chart_steps(),
             *self._cluster_steps(),
             *self._image_steps(),
-            self._helm_change("upgrade", self.upgrade_argv(), "upgrade"),
+            self._upgrade_step(),
             *self._verify_steps(deployed_image=True),
         ]
 
@@ -404,6 +417,8 @@ class KubernetesTarget(Target):
             if not deployed:
                 raise UsageError(f"release {c.release} has no deployed revision to roll back")
             current = int(deployed[-1]["revision"])
+            named = _JOB.search(str(deployed[-1].get("description") or ""))
+            state.replaced_job = int(named.group(1)) if named else None
             numbers = {int(r["revision"]) for r in revisions}
             if state.to_revision is None:
                 earlier = [int(r["revision"]) for r in revisions
@@ -420,13 +435,19 @@ class KubernetesTarget(Target):
 
         def roll_back(run: Run) -> None:
             revision = str(state.to_revision)
-            self._helm_change("rollback", self.rollback_argv(revision), "rollback").action(run)
+            self._helm_change(run, self.rollback_argv(revision), "rollback")
+
+        def mark(run: Run) -> None:
+            if state.replaced_job is not None and run.recorder is not None:
+                run.recorder.mark_rolled_back(state.replaced_job)
 
         return [
             *self._cluster_steps(),
             Step("history", f"{shlex.join(history)}: choose the revision", choose),
             Step("rollback", shlex.join(rollback), roll_back),
             *self._verify_steps(deployed_image=False),
+            Step("mark", "mark the job that deployed the replaced revision (its description"
+                 " names it) rolled back", mark),
         ]
 
     def history_lines(self, service: str) -> list[str]:
