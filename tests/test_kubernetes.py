@@ -455,6 +455,46 @@ def test_a_failed_or_timed_out_upgrade_exits_1_and_records_helms_error_redacted(
     assert [c for c in cluster.calls("kubectl") if "rollout" in c] == rollouts
 
 
+def test_a_deploy_that_builds_pins_the_digest_its_push_read_back(
+    cluster: Cluster, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # build-image for real (podman, syft, the loopback registry), of a one-file image so the
+    # build takes seconds; helm and kubectl are the stand-ins.
+    missing = [tool for tool in ("podman", "skopeo") if shutil.which(tool) is None]
+    if missing:
+        unavailable(f"needs {' and '.join(missing)} (apt-get install podman skopeo)")
+    Path("backend").mkdir()
+    Path("backend/Dockerfile").write_text("FROM scratch\nCOPY deploy.toml /deploy.toml\n")
+    monkeypatch.setenv("IMAGE_REGISTRY", f"{registry}/textbook")
+    assert cli.main(["deploy-backend", "--target", "kubernetes", "--environment", "staging",
+                     "--image-tag", SHA]) == 0
+    pushed = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}",
+         f"docker://{registry}/textbook/textbook-api:{SHA}"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    (upgrade,) = cluster.calls("helm", "upgrade")
+    image = ["--set", f"backend.image.repository={registry}/textbook/textbook-api",
+             "--set", f"backend.image.tag={SHA}", "--set", f"backend.image.digest={pushed}"]
+    start = upgrade.index("--set")
+    assert upgrade[start:start + len(image)] == image
+    (job,) = jobs()
+    assert job["state"] == "succeeded"
+    kinds = {artifact["kind"]: artifact["uri"] for artifact in job["artifacts"]}
+    assert kinds["container-image"] == f"{registry}/textbook/textbook-api@{pushed}"
+    record = json.loads(Path(kinds["helm-release"].removeprefix("file://")).read_text())
+    assert record["image_digest"] == pushed
+
+
+def test_a_named_digest_without_a_prebuilt_image_is_refused(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["deploy-backend", "--target", "kubernetes", "--environment", "staging",
+                     "--image-tag", SHA, "--image-digest", DIGEST]) == 2
+    assert "--image-digest names an image already pushed: it goes with --prebuilt-image" in (
+        capsys.readouterr().err)
+    assert cluster.calls("helm") == []
+
+
 def test_rollback_returns_to_the_previous_revision_and_verifies_it(cluster: Cluster) -> None:
     assert deploy(cluster) == 0
     assert deploy(cluster) == 0

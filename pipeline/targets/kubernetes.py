@@ -28,16 +28,17 @@ import re
 import shlex
 import shutil
 import subprocess  # nosec B404: helm and kubectl with argv lists, no shell
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline.core import Option, OptionValue, Run, Step, composed
+from pipeline.core import Option, OptionValue, Run, Step
 from pipeline.deploy_config import DEPLOY_CONFIG, load_section
 from pipeline.errors import LockHeld, OperationFailed, UsageError
+from pipeline.operations.build_image import ImageBuild, pushed_build
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -172,8 +173,9 @@ class KubernetesTarget(Target):
     own_options = (
         Option("image_tag", "kubernetes: the image tag to deploy (default: the git commit)",
                None, "TAG"),
-        Option("image_digest", "kubernetes: the pushed image's digest (sha256:...) the pods pin",
-               None, "DIGEST"),
+        Option("image_digest", "kubernetes: the digest (sha256:...) of the --prebuilt-image the"
+               " pods pin (a deploy that builds pins the digest its push read back)", None,
+               "DIGEST"),
         Option("prebuilt_image", "kubernetes: deploy an image already pushed (no build-image"
                " step)", False),
     )
@@ -184,6 +186,9 @@ class KubernetesTarget(Target):
         self.image_digest = str(options.get("image_digest") or "")
         if self.image_digest and not _DIGEST.match(self.image_digest):
             raise UsageError(f"--image-digest {self.image_digest!r} is not sha256:<64 hex>")
+        if self.image_digest and not options.get("prebuilt_image"):
+            raise UsageError("--image-digest names an image already pushed: it goes with"
+                             " --prebuilt-image (a deploy that builds pins its own push)")
         # Who is named when another run finds the release pending (see the lock step).
         self.holder = os.environ.get("GITHUB_ACTOR") or getpass.getuser()
 
@@ -205,15 +210,18 @@ class KubernetesTarget(Target):
 
     # Commands, exactly as they run (and as the plan prints them).
 
-    def _image_values(self) -> list[str]:
-        values = ["--set", f"backend.image.tag={self.image_tag}"]
-        if self.image_digest:
-            values += ["--set", f"backend.image.digest={self.image_digest}"]
+    def _image_values(self, digest: str, repository: str | None = None) -> list[str]:
+        """The image the pods run: the values file's repository (or the one this run pushed
+        to), the tag, and the digest that pins it when one is known."""
+        values = [] if repository is None else ["--set", f"backend.image.repository={repository}"]
+        values += ["--set", f"backend.image.tag={self.image_tag}"]
+        if digest:
+            values += ["--set", f"backend.image.digest={digest}"]
         return values
 
     def lint_argv(self) -> list[str]:
         return ["helm", "lint", "--strict", str(CHART), "-f", str(self.cluster.values),
-                *self._image_values()]
+                *self._image_values(self.image_digest)]
 
     def description(self, job: int | str | None) -> str:
         """The revision's description: what was deployed, by whom, and the run's recorded job,
@@ -222,11 +230,11 @@ class KubernetesTarget(Target):
         text = f"deploy-backend {self.image_tag[:12]} by {self.holder}"
         return text if job is None else f"{text} (job {job})"
 
-    def upgrade_argv(self, job: int | str | None) -> list[str]:
+    def upgrade_argv(self, job: int | str | None, image_values: list[str]) -> list[str]:
         c = self.cluster
         return ["helm", "upgrade", "--install", c.release, str(CHART), "--namespace", c.namespace,
                 "--create-namespace", "--atomic", "--wait", "--timeout", f"{c.timeout_seconds}s",
-                "-f", str(c.values), *self._image_values(),
+                "-f", str(c.values), *image_values,
                 "--description", self.description(job), "--kube-context", c.context]
 
     def rollback_argv(self, revision: str) -> list[str]:
@@ -318,9 +326,10 @@ class KubernetesTarget(Target):
             Step("lock", f"{shlex.join(lock_argv)}: refuse while a revision is pending-*", lock),
         ]
 
-    def _verify_steps(self, deployed_image: bool) -> list[Step]:
+    def _verify_steps(self, pinned: Callable[[], str] | None) -> list[Step]:
         """Rollout, readiness through the Service, and the revision recorded (with the image
-        this run deployed, if it deployed one: a rollback returns to the revision's own)."""
+        this run deployed, if it deployed one, and the digest `pinned` gives: a rollback
+        returns to the revision's own)."""
         c = self.cluster
         ready_path = (f"/api/v1/namespaces/{c.namespace}/services/{c.deployment}:http"
                       "/proxy/ready")
@@ -340,8 +349,8 @@ class KubernetesTarget(Target):
                 "revision": release.get("revision"), "chart": release.get("chart"),
                 "app_version": release.get("app_version"), "status": release.get("status"),
                 "description": release.get("description"),
-                **({"image_tag": self.image_tag, "image_digest": self.image_digest or None}
-                   if deployed_image else {}),
+                **({"image_tag": self.image_tag, "image_digest": pinned() or None}
+                   if pinned is not None else {}),
                 "recorded_at": datetime.now(UTC).isoformat(),
             }, indent=2) + "\n", encoding="utf-8")
             run.console.print(f"    {c.release} revision {release.get('revision')}"
@@ -370,32 +379,36 @@ class KubernetesTarget(Target):
             raise LockHeld(f"release {c.release} in {c.namespace}: {last_lines(result.stderr)}")
         raise OperationFailed(f"helm {verb} failed: {last_lines(result.stderr)}")
 
-    def _upgrade_step(self) -> Step:
+    def _upgrade_step(self, build: ImageBuild | None, pinned: Callable[[], str]) -> Step:
+        repository = build.repository if build is not None else None
+        shown = self._image_values("<pushed digest>" if build else self.image_digest, repository)
+
         def upgrade(run: Run) -> None:
             job = run.recorder.job_id if run.recorder is not None else None
-            self._helm_change(run, self.upgrade_argv(job), "upgrade")
+            argv = self.upgrade_argv(job, self._image_values(pinned(), repository))
+            self._helm_change(run, argv, "upgrade")
 
-        return Step("upgrade", shlex.join(self.upgrade_argv("<recorded job>")), upgrade)
+        return Step("upgrade", shlex.join(self.upgrade_argv("<recorded job>", shown)), upgrade)
 
-    def _image_steps(self) -> list[Step]:
+    def _image_build(self) -> tuple[ImageBuild | None, list[Step]]:
+        """None and no steps for --prebuilt-image; else build-image --push of image_tag."""
         if self.options.get("prebuilt_image"):
-            return []
-        # Imported here: the operations import the target registry at load time.
-        from pipeline.operations import OPERATIONS
-
-        build = OPERATIONS.get("build-image")
-        if build is None:
-            return []
-        return composed(build, self.settings, environment=self.environment, tag=self.image_tag,
-                        push=True)
+            return None, []
+        return pushed_build(self.settings, environment=self.environment, tag=self.image_tag)
 
     def deploy_steps(self, service: str) -> list[Step]:
+        build, build_steps = self._image_build()
+
+        def pinned() -> str:
+            """The digest the pods pin: the one this run's push read back, else --image-digest."""
+            return build.pushed_digest if build is not None else self.image_digest
+
         return [
             *self._chart_steps(),
             *self._cluster_steps(),
-            *self._image_steps(),
-            self._upgrade_step(),
-            *self._verify_steps(deployed_image=True),
+            *build_steps,
+            self._upgrade_step(build, pinned),
+            *self._verify_steps(pinned),
         ]
 
     # Rollback.
@@ -445,7 +458,7 @@ class KubernetesTarget(Target):
             *self._cluster_steps(),
             Step("history", f"{shlex.join(history)}: choose the revision", choose),
             Step("rollback", shlex.join(rollback), roll_back),
-            *self._verify_steps(deployed_image=False),
+            *self._verify_steps(None),
             Step("mark", "mark the job that deployed the replaced revision (its description"
                  " names it) rolled back", mark),
         ]
