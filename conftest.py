@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -49,6 +49,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in repeated]
 
 
+def unavailable(message: str) -> NoReturn:
+    """A tool or server a test needs is missing: skip the test here, fail it under CI (which
+    provides them all), so a CI run never passes by skipping."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @contextmanager
 def _postgres_database() -> Iterator[str]:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -58,10 +66,8 @@ def _postgres_database() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
         admin.dispose()
-        message = f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL).host} is unreachable: {error.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL).host} is unreachable:"
+                    f" {error.orig}")
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -122,6 +128,25 @@ def door_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     import sys
 
     return {**os.environ, "PIPELINE_PYTHON": sys.executable, **(extra or {})}
+
+
+def door_output(
+    door: str, operation: str, args: tuple[str, ...], env: dict[str, str]
+) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of one door run from the repository root."""
+    import subprocess
+
+    result = subprocess.run(door_command(door, operation, *args), env=door_env(env),
+                            capture_output=True, text=True, check=False, cwd=ROOT)
+    return result.returncode, result.stdout, result.stderr
+
+
+def same_through_both_doors(operation: str, *args: str, env: dict[str, str]) -> str:
+    """The stdout of a successful run, checked to be the same through the script and invoke."""
+    script, invoke = (door_output(door, operation, args, env) for door in ("script", "invoke"))
+    assert script[0] == invoke[0] == 0, script[2] + invoke[2]
+    assert script[1] == invoke[1]
+    return script[1]
 
 
 @pytest.fixture(scope="module")

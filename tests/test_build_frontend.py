@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, unavailable
 from pipeline import cli
 from pipeline.errors import ExitCode
 from pipeline.locks import file_lock
@@ -61,10 +60,7 @@ def run_operation(env: dict[str, str], *args: str) -> Result:
 def require_toolchain() -> None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
-        message = f"{' and '.join(missing)} not on PATH: install Node.js 20 and npm"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{' and '.join(missing)} not on PATH: install Node.js 20 and npm")
 
 
 def real_node_modules() -> Path:
@@ -278,6 +274,29 @@ def test_node_missing_is_a_usage_error_naming_node(tmp_path: Path) -> None:
     assert "not on PATH: node (Node.js 20 or newer" in result.err
     assert "npm (it ships with Node.js" in result.err
     assert "plan" not in result.out
+
+
+def test_the_local_site_url_is_on_the_port_the_stack_serves(
+    toolchain: None, tmp_path: Path
+) -> None:
+    # deploy.toml's local site_url names port 8765, LOCAL_PORT's default; another LOCAL_PORT
+    # must reach the build, or the site's canonical URLs point at a port nothing serves.
+    built = run_operation({"DATA_DIR": str(tmp_path), "LOCAL_PORT": "9123"},
+                          "--environment", "local", "--dry-run")
+    assert built.code == 0, built.err
+    assert "SITE_URL=http://127.0.0.1:9123 TEXTBOOK_API_URL=''" in built.out
+    staging = run_operation({"DATA_DIR": str(tmp_path), "LOCAL_PORT": "9123"},
+                            "--environment", "staging", "--dry-run")
+    assert "SITE_URL=https://physical-ai-textbook-staging.vercel.app " in staging.out
+    # The local target's --port reaches the site build it composes the same way.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_DIR", str(tmp_path))
+        patch.delenv("LOCAL_PORT", raising=False)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["deploy-frontend", "--port", "9124", "--dry-run"]) == 0
+    assert "build-frontend:build" in out.getvalue()
+    assert "SITE_URL=http://127.0.0.1:9124 TEXTBOOK_API_URL=''" in out.getvalue()
 
 
 def test_an_unknown_environment_is_a_usage_error(tmp_path: Path) -> None:

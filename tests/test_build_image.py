@@ -28,7 +28,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from conftest import ROOT, door_command, door_env, free_port
+from conftest import ROOT, door_command, door_env, free_port, unavailable
 from pipeline.errors import UsageError
 from pipeline.operations.build_image import Engine, parse_registry
 from textbook_api.redaction import Redactor, secret_values
@@ -50,10 +50,7 @@ MIGRATE_AND_SERVE = (
 def require_image_tools() -> None:
     missing = [tool for tool in IMAGE_TOOLS if shutil.which(tool) is None]
     if missing:
-        message = f"the image tests need {', '.join(missing)}: {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the image tests need {', '.join(missing)}: {INSTALL}")
 
 
 @dataclass(frozen=True)
@@ -489,10 +486,7 @@ def test_a_code_only_change_reuses_the_dependency_layer(bases: dict[str, str],
 def test_a_dockerfile_failing_hadolint_fails_the_container_session(tmp_path: Path) -> None:
     nox = shutil.which("nox")
     if nox is None:
-        message = "needs nox on PATH: python3 -m pip install -r requirements/bootstrap.txt"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs nox on PATH: python3 -m pip install -r requirements/bootstrap.txt")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
     result = subprocess.run([nox, "-s", "container", "--", str(bad)], capture_output=True,

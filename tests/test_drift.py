@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, door_output
 from pipeline.operations import OPERATIONS
 
+# A workflow's run lines: the install (the runner from bootstrap.txt; where a job calls invoke,
+# the locked pipeline too, its .venv/bin put on PATH), then bare nox sessions and invoke tasks.
+# Nothing else: no `uv run ... invoke`, no tool installed or run beside the runner.
 RUNNER_LINE = re.compile(
-    r"^((uvx |uv run (--frozen )?|python3? -m |pipx run )?(nox|invoke|inv)\b"
-    r"|(python3? -m )?(pip|uv pip|uv tool|pipx) install\b)"
+    r"pip install -r requirements/bootstrap\.txt"
+    r"|uv sync --frozen"
+    r'|echo "\$PWD/\.venv/bin" >> "\$GITHUB_PATH"'
+    # Arguments, but no second command chained, piped or redirected behind the call.
+    r"|nox -s [^\s;&|<>`][^;&|<>`]*"
+    r"|invoke [a-z][\w-]*( [^;&|<>`]*)?"
 )
 
 # Argument sets whose dry-run output and exit code both doors must share.
@@ -103,7 +109,7 @@ def non_runner_steps(workflow: dict[str, Any]) -> list[str]:
     for job in workflow.get("jobs", {}).values():
         for step in job.get("steps", []):
             for line in str(step.get("run", "")).splitlines():
-                if line.strip() and not RUNNER_LINE.match(line.strip()):
+                if line.strip() and not RUNNER_LINE.fullmatch(line.strip()):
                     offending.append(line.strip())
     return offending
 
@@ -124,20 +130,6 @@ def pin_mismatches(config: dict[str, Any], locked: dict[str, str]) -> list[str]:
             if hook["language"] == "system" and not hook["entry"].startswith("uv run --frozen"):
                 problems.append(f"{hook['id']}: a system hook must run from the lock")
     return problems
-
-
-def door_output(
-    door: str, operation: str, args: tuple[str, ...], env: dict[str, str]
-) -> tuple[int, str, str]:
-    result = subprocess.run(
-        door_command(door, operation, *args),
-        env=door_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -194,8 +186,22 @@ def test_a_workflow_step_that_bypasses_the_runner_is_caught() -> None:
     workflow = yaml.safe_load(
         "jobs:\n  t:\n    steps:\n      - run: pip install -r requirements/bootstrap.txt\n"
         "      - run: nox -s lint\n      - run: |\n          nox -s tests\n          pytest -x\n"
+        "      - run: uv run --frozen invoke run-migrations\n"
+        "      - run: uvx nox -s lint\n"
+        "      - run: pip install -r requirements/bootstrap.txt && pip install pytest\n"
+        "      - run: uv sync --frozen --all-groups\n"
+        "      - run: invoke deploy-backend; curl example.invalid\n"
+        "      - run: nox -s lint && pytest -x\n"
     )
-    assert non_runner_steps(workflow) == ["pytest -x"]
+    assert non_runner_steps(workflow) == [
+        "pytest -x",
+        "uv run --frozen invoke run-migrations",
+        "uvx nox -s lint",
+        "pip install -r requirements/bootstrap.txt && pip install pytest",
+        "uv sync --frozen --all-groups",
+        "invoke deploy-backend; curl example.invalid",
+        "nox -s lint && pytest -x",
+    ]
 
 
 def test_hooks_pin_the_locked_tool_versions() -> None:

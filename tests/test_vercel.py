@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from sqlalchemy import text
 
-from conftest import ROOT, door_command, door_env
+from conftest import ROOT, same_through_both_doors, unavailable
 from pipeline import cli
 from pipeline.operations import build_frontend
 from pipeline.operations.build_frontend import install_state
@@ -41,10 +41,7 @@ VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
 
 def require_cli() -> None:
     if shutil.which("npm") is None:
-        message = "npm not on PATH: install Node.js 20 and npm"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("npm not on PATH: install Node.js 20 and npm")
     if install_state(CLI_DIR) is None:
         subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
                        stdout=subprocess.DEVNULL)
@@ -64,6 +61,8 @@ class FakeVercel:
     ready: bool = True  # False: deployments stay BUILDING
     fail_create: bool = False  # POST /v13/deployments answers 500
     last_alias: dict[str, Any] = field(default_factory=dict)
+    # Which deployment (None: production) serves another build's build-info.json than its own.
+    serves_another_build: Callable[[str | None], bool] = lambda deployment: False
 
     def add(self, tree: dict[str, str]) -> str:
         deployment = f"dpl_{len(self.deployments) + 1}"
@@ -144,6 +143,8 @@ class FakeVercel:
 
     def serve(self, deployment: str | None, path: str) -> bytes | None:
         """What a deployment (None: production) serves at path."""
+        if path == "/build-info.json" and self.serves_another_build(deployment):
+            return identity("other")
         deployment = deployment or self.production
         if deployment is None:
             return None
@@ -364,10 +365,7 @@ def test_a_deployment_that_serves_another_build_is_not_promoted(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
-    real_serve = vercel.serve
-    vercel.serve = lambda deployment, path: (  # type: ignore[method-assign]
-        identity("other") if deployment == "dpl_2" and path == "/build-info.json"
-        else real_serve(deployment, path))
+    vercel.serves_another_build = lambda deployment: deployment == "dpl_2"
     assert deploy() == 1
     assert "serves build" in capsys.readouterr().err
     assert vercel.production == previous
@@ -377,10 +375,8 @@ def test_production_that_does_not_serve_the_build_after_promote_is_rolled_back(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
     previous = vercel.seed({"index.html": b"old", "build-info.json": identity("old")})
-    real_serve = vercel.serve
-    vercel.serve = lambda deployment, path: (  # type: ignore[method-assign]
-        identity("other") if deployment is None and vercel.production == "dpl_2"
-        and path == "/build-info.json" else real_serve(deployment, path))
+    vercel.serves_another_build = (
+        lambda deployment: deployment is None and vercel.production == "dpl_2")
     assert deploy() == 1
     output = capsys.readouterr()
     assert "serves build" in output.err
@@ -452,18 +448,11 @@ def test_a_refused_token_exits_1_with_vercels_message_and_the_token_masked(
 def test_both_doors_print_the_same_plan_with_the_token_masked(
     vercel_env: dict[str, str],
 ) -> None:
-    outputs = []
-    for door in ("script", "invoke"):
-        result = subprocess.run(
-            door_command(door, "deploy-frontend", "--target", "vercel", "--environment",
-                         "production", "--dry-run"),
-            env=door_env({**vercel_env, "FRONTEND_DIR": str(ROOT / "frontend")}),
-            cwd=ROOT, capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
-    assert outputs[0] == outputs[1]
-    assert "deploy --prebuilt --prod --skip-domain --yes --format=json" in outputs[0]
-    assert "build-frontend:build" in outputs[0] and TOKEN not in outputs[0]
+    plan = same_through_both_doors(
+        "deploy-frontend", "--target", "vercel", "--environment", "production", "--dry-run",
+        env={**vercel_env, "FRONTEND_DIR": str(ROOT / "frontend")})
+    assert "deploy --prebuilt --prod --skip-domain --yes --format=json" in plan
+    assert "build-frontend:build" in plan and TOKEN not in plan
 
 
 # --------------------------------------------------------------------------- vercel build

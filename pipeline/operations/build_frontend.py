@@ -26,17 +26,16 @@ import re
 import shlex
 import shutil
 import subprocess  # nosec B404: runs node and npm, resolved on PATH at plan time, no shell
-import tomllib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.artifacts import digest
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
+from pipeline.deploy_config import DEPLOY_CONFIG, load_section
 from pipeline.errors import OperationFailed, UsageError
 from pipeline.locks import file_lock
 from pipeline.recording import Origin
@@ -46,7 +45,6 @@ from textbook_api.rag.chunking import doc_slug, iter_doc_files, split_front_matt
 from textbook_api.rag.errors import CorpusError
 
 NAME = "build-frontend"
-DEPLOY_CONFIG = Path("deploy.toml")  # relative to the repository root (both doors run there)
 LOCAL_ENVIRONMENT = "local"
 ARTIFACT_KIND = "static-site"
 #: The whole built tree (HTML, JS, CSS, images): about 1.3 MB today; 25 MB leaves room for
@@ -67,7 +65,7 @@ OPTIONS = (
     ),
 )
 
-_URL_KEYS = ("site_url", "api_base_url")
+_KEYS = {"site_url": str, "api_base_url": str}
 _BUILD_PROBLEM = re.compile(
     r"broken link|broken markdown|couldn't be resolved|could not be resolved|^\s*-> linking to"
     r"|error:|\berror\b.*\bin\b.*\.mdx?",
@@ -92,9 +90,7 @@ class FrontendProfile:
         }
 
 
-def _check_url(config: Path, key: str, value: Any, *, empty_ok: bool, path_ok: bool) -> str:
-    if not isinstance(value, str):
-        raise UsageError(f"{config}: {key} must be a string")
+def _check_url(config: Path, key: str, value: str, *, empty_ok: bool, path_ok: bool) -> str:
     if value == "" and empty_ok:
         return value
     parts = urlsplit(value)
@@ -108,26 +104,9 @@ def _check_url(config: Path, key: str, value: Any, *, empty_ok: bool, path_ok: b
 
 def load_profiles(config: Path) -> dict[str, FrontendProfile]:
     """The `[frontend.<environment>]` tables of deploy.toml, validated; errors name the key."""
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{config} is missing: it holds the [frontend.<environment>] tables")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"{config}: not valid TOML: {error}") from None
-    tables = data.get("frontend")
-    if not isinstance(tables, dict) or not tables:
-        raise UsageError(f"{config}: no [frontend.<environment>] table")
     profiles = {}
-    for environment, table in sorted(tables.items()):
+    for environment, table in load_section(config, "frontend", _KEYS).items():
         prefix = f"frontend.{environment}"
-        if not isinstance(table, dict):
-            raise UsageError(f"{config}: {prefix} must be a table")
-        unknown = sorted(set(table) - set(_URL_KEYS))
-        if unknown:
-            raise UsageError(f"{config}: {prefix}.{unknown[0]} is not a known key")
-        for key in _URL_KEYS:
-            if key not in table:
-                raise UsageError(f"{config}: {prefix}.{key} is missing")
         profiles[environment] = FrontendProfile(
             environment,
             _check_url(config, f"{prefix}.site_url", table["site_url"],
@@ -145,14 +124,22 @@ def select_profile(settings: Settings, requested: OptionValue, config: Path) -> 
         name = str(requested)
         if name not in profiles:
             raise UsageError(f"unknown environment {name!r}: {config} defines {known}")
-        return profiles[name]
-    name = settings.environment
-    if name not in profiles:
-        raise UsageError(
-            f"ENVIRONMENT {name!r} has no [frontend.{name}] table in {config} ({known}):"
-            " pass --environment"
-        )
-    return profiles[name]
+    else:
+        name = settings.environment
+        if name not in profiles:
+            raise UsageError(
+                f"ENVIRONMENT {name!r} has no [frontend.{name}] table in {config} ({known}):"
+                " pass --environment"
+            )
+    profile = profiles[name]
+    if name != LOCAL_ENVIRONMENT:
+        return profile
+    # The local stack serves the site on LOCAL_PORT (or the local target's --port, which it
+    # passes on as local_port); deploy.toml's port is only that setting's default.
+    site = urlsplit(profile.site_url)
+    host = site.netloc.rsplit(":", 1)[0] if site.port else site.netloc  # keeps [::1] whole
+    return replace(profile, site_url=site._replace(
+        netloc=f"{host}:{settings.local_port}").geturl())
 
 
 # --------------------------------------------------------------------------- docs and routes

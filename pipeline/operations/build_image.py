@@ -14,8 +14,8 @@ Recorded: the SBOM (CycloneDX JSON, by syft from the built image) as a file arti
 as an artifact of kind `container-image` (uri `<registry>/<name>@sha256:...`, size in bytes) once
 pushed, and a manifest `<DATA_DIR>/artifacts/build-image/<time>-<digest>.json`.
 
-Targets that deploy the image compose `image_steps()` into their own plans and read the pushed
-reference from the `ImageBuild` it returns.
+Targets that deploy the image compose `pushed_build()` into their own plans and read the pushed
+digest from the `ImageBuild` it returns.
 """
 
 from __future__ import annotations
@@ -252,11 +252,16 @@ class ImageBuild:
         return f"{self.repository}:{self.tag}", f"{self.repository}:{self.environment}"
 
     @property
-    def pushed_ref(self) -> str:
-        """`<registry>/<name>@sha256:...`: what a deploy pins. Only after a push."""
+    def pushed_digest(self) -> str:
+        """The registry's digest: what a deploy pins. Only after a push."""
         if self.digest is None:
             raise OperationFailed(f"{self.refs[0]} has not been pushed: no digest to deploy")
-        return f"{self.repository}@{self.digest}"
+        return self.digest
+
+    @property
+    def pushed_ref(self) -> str:
+        """`<registry>/<name>@sha256:...`. Only after a push."""
+        return f"{self.repository}@{self.pushed_digest}"
 
 
 @dataclass
@@ -470,6 +475,26 @@ def _pushed_digest(engine: Engine, ref: str, digest_file: Path) -> str:
     return digest
 
 
+def lock_step(settings: Settings) -> Step:
+    """One build at a time per data folder (they share its artifacts and the local tags)."""
+    lock_path = settings.data_dir / f"{NAME}.lock"
+
+    def lock(run: Run) -> None:
+        run.resources.enter_context(file_lock(lock_path, NAME, 0))
+
+    return Step("lock", f"flock {lock_path} (fail at once if another build holds it)", lock)
+
+
+def pushed_build(settings: Settings, *, environment: str, tag: str
+                 ) -> tuple[ImageBuild, list[Step]]:
+    """build-image --push as steps of a deploy's plan (named build-image:<step>), and the
+    ImageBuild whose pushed digest the deploy pins once they have run."""
+    image, steps = image_steps(settings, environment=environment, tag=tag, push=True,
+                               engine=find_engine())
+    return image, [Step(f"{NAME}:{step.name}", step.describe, step.action)
+                   for step in (lock_step(settings), *steps)]
+
+
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     environment = str(options.get("environment") or settings.environment)
     tag = str(options.get("tag") or git_revision())
@@ -477,19 +502,10 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     push = bool(options.get("push"))
     image, steps = image_steps(settings, environment=environment, tag=tag, push=push,
                                engine=engine)
-    lock_path = settings.data_dir / f"{NAME}.lock"
-
-    def lock(run: Run) -> None:
-        run.resources.enter_context(file_lock(lock_path, NAME, 0))
-
     context = {"environment": environment, "image": image.refs[0], "engine": engine.name,
                "push": "yes" if push else "no"}
-    return Plan(
-        NAME, context,
-        (Step("lock", f"flock {lock_path} (fail at once if another build holds it)", lock),
-         *steps),
-        service="backend", environment=environment,
-    )
+    return Plan(NAME, context, (lock_step(settings), *steps), service="backend",
+                environment=environment)
 
 
 OPERATION = Operation(

@@ -14,8 +14,9 @@ proxy, so no port-forward process is left behind).
 The lock is Helm's own: while an install, upgrade or rollback runs, the release's newest
 revision is `pending-*`, and Helm refuses a second one. The lock step reads it first, so a
 concurrent deploy stops with exit 3 naming the holder (the revision's description, which every
-deploy sets to who started it). A pending state left by a killed helm is cleared with
-`helm rollback RELEASE` by hand (docs: README, "Deploy to Kubernetes").
+deploy sets to who started it and its recorded job; a rollback marks that job rolled back).
+A pending state left by a killed helm is cleared with `helm rollback RELEASE` by hand (docs:
+README, "Deploy to Kubernetes").
 """
 
 from __future__ import annotations
@@ -27,20 +28,20 @@ import re
 import shlex
 import shutil
 import subprocess  # nosec B404: helm and kubectl with argv lists, no shell
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline.core import Option, OptionValue, Run, Step, composed
+from pipeline.core import Option, OptionValue, Run, Step
+from pipeline.deploy_config import DEPLOY_CONFIG, load_section
 from pipeline.errors import LockHeld, OperationFailed, UsageError
+from pipeline.operations.build_image import ImageBuild, pushed_build
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
-DEPLOY_CONFIG = Path("deploy.toml")  # relative to the repository root (both doors run there)
 CHART = Path("helm/textbook-stack")
 TOOLS_BIN = Path(__file__).resolve().parents[2] / "tools" / "kubernetes" / "bin"
 INSTALL_HINT = "python3 tools/kubernetes/install.py"
@@ -52,6 +53,8 @@ READ_SECONDS = 30
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# The recorded job a revision's description names (see KubernetesTarget.description).
+_JOB = re.compile(r"\(job (\d+)\)$")
 _KEYS = {"context": str, "namespace": str, "release": str, "timeout_seconds": int,
          "values": str, "url": str}
 
@@ -75,27 +78,12 @@ class Cluster:
 
 def load_cluster(config: Path, environment: str, settings: Settings) -> Cluster:
     """The environment's table of deploy.toml; errors name the key."""
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{config} is missing: it holds the [kubernetes.<environment>] tables")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"{config}: not valid TOML: {error}") from None
-    tables = data.get("kubernetes")
-    table = tables.get(environment) if isinstance(tables, dict) else None
-    if not isinstance(table, dict):
-        known = ", ".join(sorted(tables)) if isinstance(tables, dict) else "none"
-        raise UsageError(f"{config} has no [kubernetes.{environment}] table (known: {known})")
+    tables = load_section(config, "kubernetes", _KEYS)
+    if environment not in tables:
+        raise UsageError(f"{config} has no [kubernetes.{environment}] table"
+                         f" (known: {', '.join(tables)})")
+    table = tables[environment]
     prefix = f"kubernetes.{environment}"
-    unknown = sorted(set(table) - set(_KEYS))
-    if unknown:
-        raise UsageError(f"{config}: {prefix}.{unknown[0]} is not a known key")
-    for key, kind in _KEYS.items():
-        if key not in table:
-            raise UsageError(f"{config}: {prefix}.{key} is missing")
-        if not isinstance(table[key], kind) or isinstance(table[key], bool):
-            kind_name = "an integer" if kind is int else "a string"
-            raise UsageError(f"{config}: {prefix}.{key} must be {kind_name}")
     context = settings.kube_context or table["context"]
     namespace = settings.kube_namespace or table["namespace"]
     if not context:
@@ -175,6 +163,7 @@ class RollbackChoice:
     (--to, or the last one that served before the current one, found in the history)."""
 
     to_revision: int | None = None
+    replaced_job: int | None = None  # the recorded job that deployed the revision replaced
 
 
 class KubernetesTarget(Target):
@@ -184,8 +173,9 @@ class KubernetesTarget(Target):
     own_options = (
         Option("image_tag", "kubernetes: the image tag to deploy (default: the git commit)",
                None, "TAG"),
-        Option("image_digest", "kubernetes: the pushed image's digest (sha256:...) the pods pin",
-               None, "DIGEST"),
+        Option("image_digest", "kubernetes: the digest (sha256:...) of the --prebuilt-image the"
+               " pods pin (a deploy that builds pins the digest its push read back)", None,
+               "DIGEST"),
         Option("prebuilt_image", "kubernetes: deploy an image already pushed (no build-image"
                " step)", False),
     )
@@ -196,6 +186,9 @@ class KubernetesTarget(Target):
         self.image_digest = str(options.get("image_digest") or "")
         if self.image_digest and not _DIGEST.match(self.image_digest):
             raise UsageError(f"--image-digest {self.image_digest!r} is not sha256:<64 hex>")
+        if self.image_digest and not options.get("prebuilt_image"):
+            raise UsageError("--image-digest names an image already pushed: it goes with"
+                             " --prebuilt-image (a deploy that builds pins its own push)")
         # Who is named when another run finds the release pending (see the lock step).
         self.holder = os.environ.get("GITHUB_ACTOR") or getpass.getuser()
 
@@ -217,23 +210,32 @@ class KubernetesTarget(Target):
 
     # Commands, exactly as they run (and as the plan prints them).
 
-    def _image_values(self) -> list[str]:
-        values = ["--set", f"backend.image.tag={self.image_tag}"]
-        if self.image_digest:
-            values += ["--set", f"backend.image.digest={self.image_digest}"]
+    def _image_values(self, digest: str, repository: str | None = None) -> list[str]:
+        """The image the pods run: the values file's repository (or the one this run pushed
+        to), the tag, and the digest that pins it when one is known."""
+        values = [] if repository is None else ["--set", f"backend.image.repository={repository}"]
+        values += ["--set", f"backend.image.tag={self.image_tag}"]
+        if digest:
+            values += ["--set", f"backend.image.digest={digest}"]
         return values
 
     def lint_argv(self) -> list[str]:
         return ["helm", "lint", "--strict", str(CHART), "-f", str(self.cluster.values),
-                *self._image_values()]
+                *self._image_values(self.image_digest)]
 
-    def upgrade_argv(self) -> list[str]:
+    def description(self, job: int | str | None) -> str:
+        """The revision's description: what was deployed, by whom, and the run's recorded job,
+        which `helm history` shows and a later rollback reads back to mark that job rolled
+        back (the release itself remembers it, as a local release's metadata does)."""
+        text = f"deploy-backend {self.image_tag[:12]} by {self.holder}"
+        return text if job is None else f"{text} (job {job})"
+
+    def upgrade_argv(self, job: int | str | None, image_values: list[str]) -> list[str]:
         c = self.cluster
         return ["helm", "upgrade", "--install", c.release, str(CHART), "--namespace", c.namespace,
                 "--create-namespace", "--atomic", "--wait", "--timeout", f"{c.timeout_seconds}s",
-                "-f", str(c.values), *self._image_values(),
-                "--description", f"deploy-backend {self.image_tag[:12]} by {self.holder}",
-                "--kube-context", c.context]
+                "-f", str(c.values), *image_values,
+                "--description", self.description(job), "--kube-context", c.context]
 
     def rollback_argv(self, revision: str) -> list[str]:
         c = self.cluster
@@ -324,9 +326,10 @@ class KubernetesTarget(Target):
             Step("lock", f"{shlex.join(lock_argv)}: refuse while a revision is pending-*", lock),
         ]
 
-    def _verify_steps(self, deployed_image: bool) -> list[Step]:
+    def _verify_steps(self, pinned: Callable[[], str] | None) -> list[Step]:
         """Rollout, readiness through the Service, and the revision recorded (with the image
-        this run deployed, if it deployed one: a rollback returns to the revision's own)."""
+        this run deployed, if it deployed one, and the digest `pinned` gives: a rollback
+        returns to the revision's own)."""
         c = self.cluster
         ready_path = (f"/api/v1/namespaces/{c.namespace}/services/{c.deployment}:http"
                       "/proxy/ready")
@@ -346,8 +349,8 @@ class KubernetesTarget(Target):
                 "revision": release.get("revision"), "chart": release.get("chart"),
                 "app_version": release.get("app_version"), "status": release.get("status"),
                 "description": release.get("description"),
-                **({"image_tag": self.image_tag, "image_digest": self.image_digest or None}
-                   if deployed_image else {}),
+                **({"image_tag": self.image_tag, "image_digest": pinned() or None}
+                   if pinned is not None else {}),
                 "recorded_at": datetime.now(UTC).isoformat(),
             }, indent=2) + "\n", encoding="utf-8")
             run.console.print(f"    {c.release} revision {release.get('revision')}"
@@ -364,41 +367,48 @@ class KubernetesTarget(Target):
             Step("record", f"{shlex.join(history)}: record revision, chart and image", record),
         ]
 
-    def _helm_change(self, name: str, argv: list[str], verb: str) -> Step:
+    def _helm_change(self, run: Run, argv: list[str], verb: str) -> None:
         c = self.cluster
+        # --atomic: after its own --timeout, helm rolls back and waits up to that long
+        # again; killing it before would leave the release pending (locked) for good.
+        result = run_tool(argv, 2 * c.timeout_seconds + GRACE_SECONDS)
+        if result.returncode == 0:
+            run.console.print(f"    {last_lines(result.stdout, 2)[:300]}")
+            return
+        if "another operation" in result.stderr and "in progress" in result.stderr:
+            raise LockHeld(f"release {c.release} in {c.namespace}: {last_lines(result.stderr)}")
+        raise OperationFailed(f"helm {verb} failed: {last_lines(result.stderr)}")
 
-        def change(run: Run) -> None:
-            # --atomic: after its own --timeout, helm rolls back and waits up to that long
-            # again; killing it before would leave the release pending (locked) for good.
-            result = run_tool(argv, 2 * c.timeout_seconds + GRACE_SECONDS)
-            if result.returncode == 0:
-                run.console.print(f"    {last_lines(result.stdout, 2)[:300]}")
-                return
-            if "another operation" in result.stderr and "in progress" in result.stderr:
-                raise LockHeld(f"release {c.release} in {c.namespace}: {last_lines(result.stderr)}")
-            raise OperationFailed(f"helm {verb} failed: {last_lines(result.stderr)}")
+    def _upgrade_step(self, build: ImageBuild | None, pinned: Callable[[], str]) -> Step:
+        repository = build.repository if build is not None else None
+        shown = self._image_values("<pushed digest>" if build else self.image_digest, repository)
 
-        return Step(name, shlex.join(argv), change)
+        def upgrade(run: Run) -> None:
+            job = run.recorder.job_id if run.recorder is not None else None
+            argv = self.upgrade_argv(job, self._image_values(pinned(), repository))
+            self._helm_change(run, argv, "upgrade")
 
-    def _image_steps(self) -> list[Step]:
+        return Step("upgrade", shlex.join(self.upgrade_argv("<recorded job>", shown)), upgrade)
+
+    def _image_build(self) -> tuple[ImageBuild | None, list[Step]]:
+        """None and no steps for --prebuilt-image; else build-image --push of image_tag."""
         if self.options.get("prebuilt_image"):
-            return []
-        # Imported here: the operations import the target registry at load time.
-        from pipeline.operations import OPERATIONS
-
-        build = OPERATIONS.get("build-image")
-        if build is None:
-            return []
-        return composed(build, self.settings, environment=self.environment, tag=self.image_tag,
-                        push=True)
+            return None, []
+        return pushed_build(self.settings, environment=self.environment, tag=self.image_tag)
 
     def deploy_steps(self, service: str) -> list[Step]:
+        build, build_steps = self._image_build()
+
+        def pinned() -> str:
+            """The digest the pods pin: the one this run's push read back, else --image-digest."""
+            return build.pushed_digest if build is not None else self.image_digest
+
         return [
             *self._chart_steps(),
             *self._cluster_steps(),
-            *self._image_steps(),
-            self._helm_change("upgrade", self.upgrade_argv(), "upgrade"),
-            *self._verify_steps(deployed_image=True),
+            *build_steps,
+            self._upgrade_step(build, pinned),
+            *self._verify_steps(pinned),
         ]
 
     # Rollback.
@@ -420,6 +430,8 @@ class KubernetesTarget(Target):
             if not deployed:
                 raise UsageError(f"release {c.release} has no deployed revision to roll back")
             current = int(deployed[-1]["revision"])
+            named = _JOB.search(str(deployed[-1].get("description") or ""))
+            state.replaced_job = int(named.group(1)) if named else None
             numbers = {int(r["revision"]) for r in revisions}
             if state.to_revision is None:
                 earlier = [int(r["revision"]) for r in revisions
@@ -436,13 +448,19 @@ class KubernetesTarget(Target):
 
         def roll_back(run: Run) -> None:
             revision = str(state.to_revision)
-            self._helm_change("rollback", self.rollback_argv(revision), "rollback").action(run)
+            self._helm_change(run, self.rollback_argv(revision), "rollback")
+
+        def mark(run: Run) -> None:
+            if state.replaced_job is not None and run.recorder is not None:
+                run.recorder.mark_rolled_back(state.replaced_job)
 
         return [
             *self._cluster_steps(),
             Step("history", f"{shlex.join(history)}: choose the revision", choose),
             Step("rollback", shlex.join(rollback), roll_back),
-            *self._verify_steps(deployed_image=False),
+            *self._verify_steps(None),
+            Step("mark", "mark the job that deployed the replaced revision (its description"
+                 " names it) rolled back", mark),
         ]
 
     def history_lines(self, service: str) -> list[str]:

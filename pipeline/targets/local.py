@@ -126,8 +126,10 @@ class LocalTarget(Target):
         else:
             from pipeline.operations import build_frontend
 
+            # The site is built for the port this stack serves it on (its canonical URLs).
+            served_here = self.settings.model_copy(update={"local_port": self.port})
             build = [] if self.options.get("prebuilt") else composed(
-                build_frontend.OPERATION, self.settings, environment=LOCAL_PROFILE
+                build_frontend.OPERATION, served_here, environment=LOCAL_PROFILE
             )
             steps = [
                 self.lock_step(service),

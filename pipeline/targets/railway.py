@@ -19,7 +19,7 @@ import httpx
 
 from pipeline.core import Option, OptionValue, Run, Step, composed
 from pipeline.errors import OperationFailed, UsageError
-from pipeline.operations.build_image import ImageBuild, find_engine, git_revision, image_steps
+from pipeline.operations.build_image import ImageBuild, git_revision, pushed_build
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -207,10 +207,7 @@ class RailwayTarget(Target):
         """None and no steps for --image; else build-image --push of this commit."""
         if self.image:
             return None, []
-        build, steps = image_steps(self.settings, environment=self.environment,
-                                   tag=git_revision(), push=True, engine=find_engine())
-        return build, [Step(f"build-image:{step.name}", step.describe, step.action)
-                       for step in steps]
+        return pushed_build(self.settings, environment=self.environment, tag=git_revision())
 
     # Deploy.
 

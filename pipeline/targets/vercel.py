@@ -31,13 +31,9 @@ from typing import Any
 import httpx
 
 from pipeline.core import OptionValue, Run, Step, composed
+from pipeline.deploy_config import DEPLOY_CONFIG
 from pipeline.errors import OperationFailed, UsageError
-from pipeline.operations.build_frontend import (
-    BUILD_INFO,
-    DEPLOY_CONFIG,
-    install_state,
-    select_profile,
-)
+from pipeline.operations.build_frontend import BUILD_INFO, install_state, select_profile
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
