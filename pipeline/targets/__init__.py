@@ -4,9 +4,9 @@ error and the deploy operations read. A new target is a module and one line belo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from pipeline.core import Option, OptionValue
+from pipeline.core import Option, OptionValue, Plan
 from pipeline.errors import UsageError
 from pipeline.targets.base import Target
 from pipeline.targets.kubernetes import KubernetesTarget
@@ -60,3 +60,16 @@ def resolve(settings: Settings, options: Mapping[str, OptionValue],
         target.accept(service)
     target.preflight(services)
     return target
+
+
+def service_deploy(operation: str,
+                   service: str) -> Callable[[Settings, Mapping[str, OptionValue]], Plan]:
+    """The plan of a deploy operation of one service: the chosen target's deploy steps, then
+    the registration of its configuration (deploy-backend and deploy-frontend differ only in
+    the service and their options)."""
+    def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
+        target = resolve(settings, options, (service,))
+        steps = (*target.deploy_steps(service), target.register_step(service))
+        return Plan(operation, target.context(), steps,
+                    service=service, target=target.name, environment=target.environment)
+    return plan
