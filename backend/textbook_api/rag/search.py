@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from qdrant_client import QdrantClient
 
 from .chunking import Chunk
 from .embedders import CohereChat, Embedder
 from .query_cache import QueryVectorCache
 from .store import require_collection
+
+if TYPE_CHECKING:  # imported when a store is opened (see store.py)
+    from qdrant_client import QdrantClient
 
 AnswerMode = Literal["generative", "extractive"]
 NO_ANSWER = "I could not find anything about this in the textbook."
