@@ -105,8 +105,8 @@ class LocalEmbedder:
     pieces are truncated (the chunker keeps chunks under that window).
 
     Construction finds the files and loads the tokenizer that counts tokens. What embedding
-    needs (the model file's checksum, the ONNX session, the padding tokenizer: ~0.6 s, most
-    of it the session) is loaded on the first text embedded, so that a caller that only
+    needs (the model file's checksum, the ONNX session, the padding tokenizer: 0.3-0.5 s of
+    CPU here, most of it the session) is loaded on the first text embedded, so that a caller that only
     counts tokens (an indexing run with nothing new to embed) never pays for it.
     """
 
