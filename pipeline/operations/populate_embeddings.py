@@ -9,8 +9,9 @@ exactly as it was. Then the library's `sync_index` upserts the new points and on
 deletes stale ones, refusing to delete more than `--max-delete-fraction` of the index unless
 `--allow-mass-delete` (exit 2, nothing changed). Recall@k over the chunks' own headings is then
 checked against `--min-recall` (exit 1 below it), searching the index afresh on every run that
-found something changed, with the headings' vectors kept in `<DATA_DIR>/cache/populate-embeddings/` (a heading is embedded
-only when its text is new), and an index report is written as an artifact.
+found something changed, with the headings' vectors kept in
+`<DATA_DIR>/cache/populate-embeddings/` (a heading is embedded only when its text is new), and
+an index report is written as an artifact.
 
 A run that finds the chunks, the settings and the local store's files exactly as the last
 validated run left them (the stamp `<DATA_DIR>/cache/populate-embeddings-validated.json`, see

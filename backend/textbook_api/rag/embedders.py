@@ -106,8 +106,8 @@ class LocalEmbedder:
 
     Construction finds the files and loads the tokenizer that counts tokens. What embedding
     needs (the model file's checksum, the ONNX session, the padding tokenizer: 0.3-0.5 s of
-    CPU here, most of it the session) is loaded on the first text embedded, so that a caller that only
-    counts tokens (an indexing run with nothing new to embed) never pays for it.
+    CPU here, most of it the session) is loaded on the first text embedded, so that a caller
+    that only counts tokens (an indexing run with nothing new to embed) never pays for it.
     """
 
     def __init__(
