@@ -3,6 +3,7 @@
 On a terminal, rich redraws one bar per phase in place. Anywhere else (CI logs, a pipe) a
 redrawn bar would be noise, so each phase prints a plain line every few seconds and one when it
 completes. Both go through the run's redactor, like everything else an operation prints.
+rich is imported only to draw on a terminal.
 """
 
 from __future__ import annotations
@@ -11,19 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console as RichConsole
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 #: ``update(phase, done, total)``: report that ``done`` of ``total`` items of a phase are done.
 Update = Callable[[str, int, int], None]
@@ -78,6 +70,17 @@ def progress_bars(redact: Callable[[str], str],
     if not out.isatty():
         yield _PlainLines(out, redact).update
         return
+    from rich.console import Console as RichConsole
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     console = RichConsole(file=_Redacted(out, redact))  # type: ignore[arg-type]
     columns = (TextColumn("    {task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())

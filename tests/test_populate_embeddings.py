@@ -330,8 +330,13 @@ def test_heading_vectors_are_reused_and_a_changed_heading_is_embedded(
     embedded, reused = heading_queries(out)
     assert embedded > 0 and reused == 0
 
+    # A section's text edited, its heading kept: the store changes, so the headings are
+    # searched again (a run with nothing changed does not search: see the next test).
+    (docs / "intro.md").write_text(
+        (docs / "intro.md").read_text().replace("closes the loop", "closes a loop"))
     code, out, _ = populate(capsys, "--docs-dir", str(docs))
     assert code == 0, out
+    assert counts(out)["updated"] == 1
     assert heading_queries(out) == (0, embedded)
 
     (docs / "grasping.md").write_text(
@@ -342,6 +347,8 @@ def test_heading_vectors_are_reused_and_a_changed_heading_is_embedded(
 
     cache = next((Path(settings_env["DATA_DIR"]) / "cache" / "populate-embeddings").glob("*"))
     cache.write_bytes(b"not a numpy file")  # a damaged cache only costs time
+    (docs / "intro.md").write_text(
+        (docs / "intro.md").read_text().replace("closes a loop", "closes the loop"))
     code, out, _ = populate(capsys, "--docs-dir", str(docs))
     assert code == 0, out
     assert heading_queries(out) == (embedded, 0)
@@ -401,3 +408,72 @@ def test_on_a_terminal_the_progress_is_drawn_by_rich(tmp_path: Path, docs: Path)
     assert process.returncode == 0, terminal
     assert "━" in terminal and "7/7" in terminal  # rich's bar, redrawn in place
     assert "embed [" not in terminal  # not the plain lines meant for logs
+
+
+# `python -m pipeline ARGS`, as the doors run it, listing at exit every module it imported.
+LIST_MODULES = ("import atexit, runpy, sys;"
+                " atexit.register(lambda: print(*(f'module {name}' for name in sys.modules),"
+                " sep='\\n', file=sys.stderr));"
+                " runpy.run_module('pipeline', run_name='__main__', alter_sys=True)")
+
+
+def imported_by(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    result = subprocess.run([sys.executable, "-c", LIST_MODULES, *args], env=door_env(),
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    modules = set(re.findall(r"^module (\S+)$", result.stderr, re.M))
+    assert "pipeline.cli" in modules, result.stderr[-2000:]  # the listing itself works
+    return result, modules
+
+
+# What start-up must not pay for: Qdrant's client (~0.7 s), the ONNX runtime, numpy, and the
+# operations (with their libraries) that were not asked for.
+NOT_AT_START_UP = {"qdrant_client", "onnxruntime", "numpy", "pipeline.operations.run_migrations",
+                   "pipeline.operations.build_image", "pipeline.operations.build_frontend",
+                   "pipeline.operations.status", "pipeline.targets", "alembic"}
+
+
+def test_help_imports_only_the_operation_asked_for() -> None:
+    result, modules = imported_by("populate-embeddings", "--help")
+    assert result.returncode == 0
+    assert "--max-delete-fraction FRACTION" in result.stdout
+    assert "pipeline.operations.populate_embeddings" in modules
+    assert not modules & NOT_AT_START_UP
+
+
+def test_a_run_with_nothing_changed_opens_neither_the_store_nor_the_model(
+    settings_env: dict[str, str], docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = populate(capsys, "--docs-dir", str(docs))
+    assert code == 0, out
+    recall = re.search(r"recall@5 = ([\d.]+)", out)
+    assert recall
+    headings, _ = heading_queries(out)
+
+    result, modules = imported_by("populate-embeddings", "--docs-dir", str(docs))
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "the store is not opened" in result.stdout
+    assert f"recall@5 = {recall.group(1)} (threshold 0.8); measured on these very points" \
+        in result.stdout
+    assert counts(result.stdout) == {"added": 0, "updated": 0, "unchanged": 7, "deleted": 0,
+                                     "embedded": 0}
+    assert not modules & NOT_AT_START_UP
+
+    # Another k is another validation: the store is searched again.
+    code, out, _ = populate(capsys, "--docs-dir", str(docs), "--recall-k", "1")
+    assert code == 0, out
+    assert "the store is not opened" not in out
+    assert heading_queries(out) == (0, headings)
+
+
+def test_the_stamped_recall_is_still_held_against_the_threshold(
+    settings_env: dict[str, str], docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert populate(capsys, "--docs-dir", str(docs))[0] == 0
+    stamp = Path(settings_env["DATA_DIR"]) / "cache" / "populate-embeddings-validated.json"
+    record = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**record, "recall": 0.5}))
+
+    code, out, err = populate(capsys, "--docs-dir", str(docs))
+    assert code == 1
+    assert "the store is not opened" in out
+    assert "recall@5 0.500 is below the threshold 0.8" in err

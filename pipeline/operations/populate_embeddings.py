@@ -8,9 +8,15 @@ fails (Cohere unreachable, rate-limited past its retries...) the run exits 1 wit
 exactly as it was. Then the library's `sync_index` upserts the new points and only after them
 deletes stale ones, refusing to delete more than `--max-delete-fraction` of the index unless
 `--allow-mass-delete` (exit 2, nothing changed). Recall@k over the chunks' own headings is then
-checked against `--min-recall` (exit 1 below it), searching the index afresh on every run with
-the headings' vectors kept in `<DATA_DIR>/cache/populate-embeddings/` (a heading is embedded
-only when its text is new), and an index report is written as an artifact.
+checked against `--min-recall` (exit 1 below it), searching the index afresh on every run that
+found something changed, with the headings' vectors kept in
+`<DATA_DIR>/cache/populate-embeddings/` (a heading is embedded only when its text is new), and
+an index report is written as an artifact.
+
+A run that finds the chunks, the settings and the local store's files exactly as the last
+validated run left them (the stamp `<DATA_DIR>/cache/populate-embeddings-validated.json`, see
+pipeline/index_stamp.py) has nothing to write and nothing new to validate: it opens neither the
+store nor the model, and holds the stamped recall against `--min-recall`.
 
 `--dry-run` prints the plan and, read-only, what the run would add, update and delete.
 """
@@ -23,11 +29,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from qdrant_client import QdrantClient
+from typing import TYPE_CHECKING
 
 from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
 from pipeline.errors import LockHeld, OperationFailed, UsageError
+from pipeline.index_stamp import (
+    IndexStamp,
+    hold_if_unchanged,
+    index_key,
+    load_stamp,
+    save_stamp,
+    store_digest,
+)
 from pipeline.locks import file_lock
 from pipeline.progress import Update, progress_bars
 from textbook_api.config import Settings
@@ -46,7 +59,6 @@ from textbook_api.rag.indexer import (
     stored_hashes,
     sync_index,
 )
-from textbook_api.rag.query_cache import QueryVectorCache
 from textbook_api.rag.search import recall_at_k
 from textbook_api.rag.store import check_collection
 from textbook_api.services.retrieval import (
@@ -57,6 +69,9 @@ from textbook_api.services.retrieval import (
     open_writer_store,
     store_location,
 )
+
+if TYPE_CHECKING:  # imported when the store is opened (see textbook_api/rag/store.py)
+    from qdrant_client import QdrantClient
 
 NAME = "populate-embeddings"
 
@@ -232,6 +247,10 @@ class _Indexing:
     texts_embedded: int = 0
     seconds: float = 0.0
     recall: float = 0.0
+    key: str = ""
+    # The last validated run's stamp, when this run found everything as that run left it.
+    unchanged_since: IndexStamp | None = None
+    validated: bool = False
 
     @property
     def embedder(self) -> Embedder:
@@ -279,6 +298,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     lock_path = data_dir / "locks" / f"{NAME}.lock"
     artifacts = data_dir / "artifacts" / NAME
     query_cache = data_dir / "cache" / NAME
+    stamp_path = data_dir / "cache" / f"{NAME}-validated.json"
+    local_store = None if settings.qdrant_url else settings.qdrant_local_path.resolve()
     collection = settings.qdrant_collection
     would = " " + preview(settings, docs_dir, fraction, allow) if options["dry_run"] else ""
 
@@ -297,7 +318,31 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         count = len({c.source for c in chunks})
         run.console.print(f"    {len(chunks)} chunks from {count} files")
 
+    def remember(run: Run) -> None:
+        """After the store is closed: stamp what this run validated."""
+        digest = store_digest(local_store) if local_store and state.validated else None
+        if digest is None:
+            return
+        finished = datetime.now(UTC).isoformat()
+        try:
+            save_stamp(stamp_path, IndexStamp(state.key, digest, state.recall, finished))
+        except OSError as error:  # the stamp only saves the next run time
+            run.console.print(f"warning: the index stamp {stamp_path} was not saved: {error}")
+
     def open_store(run: Run) -> None:
+        embedder = state.embedder
+        state.key = index_key(store=store_location(settings), collection=collection,
+                              model_id=embedder.model_id, dimension=embedder.dimension,
+                              recall_k=recall_k, chunks=state.chunks)
+        stamp = load_stamp(stamp_path) if local_store else None
+        if stamp is not None and stamp.key == state.key and local_store is not None and \
+                (held := hold_if_unchanged(local_store, stamp.store)) is not None:
+            run.resources.enter_context(held)
+            state.unchanged_since = stamp
+            run.console.print(f"    chunks, settings and store files are as the validated run"
+                              f" of {stamp.finished_at} left them: the store is not opened")
+            return
+        run.resources.callback(remember, run)  # runs once the store below is closed
         try:
             client = run.resources.enter_context(open_writer_store(settings, wait=timeout))
         except StoreBusyError as error:
@@ -312,6 +357,9 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         state.stored = stored
 
     def embed(run: Run) -> None:
+        if state.unchanged_since is not None:
+            run.console.print(f"    0 added, 0 updated, {len(state.chunks)} unchanged, 0 stale")
+            return
         embedder = state.embedder
         sync = plan_sync(state.chunks, state.stored, embedder.model_id)
         _guard(len(sync.stale), sync.existing, fraction, allow)
@@ -326,6 +374,13 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
                 from None
 
     def write(run: Run) -> None:
+        if state.unchanged_since is not None:
+            report = IndexReport(0, 0, len(state.chunks), 0, 0, 0.0, state.embedder.model_id,
+                                 collection)
+            seconds = time.perf_counter() - state.started
+            state.written, state.seconds = report, seconds
+            run.console.print(f"    summary: {summary(report, 0, seconds)}")
+            return
         embedder = PrecomputedEmbedder(state.embedder, state.vectors)
         try:
             with progress_bars(run.console.redact) as update:
@@ -343,20 +398,31 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         run.console.print(f"    summary: {summary(report, texts, seconds)}")
 
     def validate(run: Run) -> None:
-        queries = QueryVectorCache(query_cache, state.embedder)
-        try:
-            recall = recall_at_k(state.client, collection, state.embedder,
-                                 state.chunks, k=recall_k, queries=queries)
-        except EmbedderError as error:
-            raise OperationFailed(f"validation could not embed its queries: {error}") from None
+        if state.unchanged_since is not None:
+            recall = state.unchanged_since.recall
+            run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g});"
+                              " measured on these very points and headings by the run of"
+                              f" {state.unchanged_since.finished_at}")
+        else:
+            # Imported here (with numpy): a good part of a run that validates nothing.
+            from textbook_api.rag.query_cache import QueryVectorCache
+
+            queries = QueryVectorCache(query_cache, state.embedder)
+            try:
+                recall = recall_at_k(state.client, collection, state.embedder,
+                                     state.chunks, k=recall_k, queries=queries)
+            except EmbedderError as error:
+                raise OperationFailed(f"validation could not embed its queries: {error}") \
+                    from None
+            run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g});"
+                              f" heading queries: {queries.embedded} embedded,"
+                              f" {queries.reused} reused from {queries.path}")
         state.recall = recall
-        run.console.print(f"    recall@{recall_k} = {recall:.3f} (threshold {min_recall:g});"
-                          f" heading queries: {queries.embedded} embedded,"
-                          f" {queries.reused} reused from {queries.path}")
         if recall < min_recall:
             raise OperationFailed(
                 f"recall@{recall_k} {recall:.3f} is below the threshold {min_recall:g}:"
                 " headings no longer find their own sections")
+        state.validated = True
 
     def write_report(run: Run) -> None:
         report, embedder = state.report, state.embedder

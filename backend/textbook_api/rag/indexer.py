@@ -22,14 +22,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-from qdrant_client import QdrantClient, models
+from typing import TYPE_CHECKING, Any, Literal
 
 from .chunking import CHUNKER_VERSION, Chunk
 from .embedders import Embedder
 from .errors import MassDeleteError, RagError
 from .store import check_collection, ensure_collection
+
+if TYPE_CHECKING:  # imported when a store is opened (see store.py)
+    from qdrant_client import QdrantClient
 
 DEFAULT_BATCH_SIZE = 64
 _SCROLL_PAGE = 1024
@@ -144,6 +145,8 @@ def sync_index(
     stored points would be deleted and ``allow_mass_delete`` is false. With ``dry_run``
     the counts are computed and nothing is created, embedded or written.
     """
+    from qdrant_client import models
+
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     started = time.perf_counter()

@@ -1,20 +1,26 @@
-"""Retrieval, answer synthesis and the recall@k quality check."""
+"""Retrieval, answer synthesis and the recall@k quality check.
+
+numpy is imported by the recall check, the one part that uses it: the indexer imports this
+module on every run, and a run with nothing to validate need not load it.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
-from qdrant_client import QdrantClient
+from typing import TYPE_CHECKING, Any, Literal
 
 from .chunking import Chunk
 from .embedders import CohereChat, Embedder
-from .query_cache import QueryVectorCache
 from .store import require_collection
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from qdrant_client import QdrantClient  # imported when a store is opened (see store.py)
+
+    from .query_cache import QueryVectorCache
 
 AnswerMode = Literal["generative", "extractive"]
 NO_ANSWER = "I could not find anything about this in the textbook."
@@ -137,6 +143,8 @@ def answer(question: str, passages: Sequence[Passage],
 def _stored_vectors(client: QdrantClient, collection: str
                     ) -> tuple[npt.NDArray[np.float32], list[str | None]]:
     """Every stored point's unit vector and the last heading of its path, in one scan."""
+    import numpy as np
+
     rows: list[Any] = []
     headings: list[str | None] = []
     offset: Any = None
@@ -165,6 +173,8 @@ def recall_at_k(client: QdrantClient, collection: str, embedder: Embedder,
     and ranked by exact cosine similarity (what Qdrant's exact search computes) in a few
     matrix products, rather than one search request per heading.
     """
+    import numpy as np
+
     headings = sorted({c.heading_path[-1] for c in chunks if c.heading_path})
     if not headings:
         return 1.0

@@ -10,6 +10,10 @@ name (or drop this one).
 Local mode (``path=``) locks its folder to one process: open the client for the duration
 of one job (``with open_store(...) as client``) and close it, so the indexer and the API
 can take turns. Server mode (``url=``) has no such limit.
+
+``qdrant_client`` is imported when a store is first opened, not with this module: it costs
+~0.7 s of start-up (its models are built at import), which a command that never opens a
+store (`--help`, an indexing run with nothing to do) need not pay.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from qdrant_client import QdrantClient, models
+from typing import TYPE_CHECKING, Any
 
 from .errors import IndexMismatchError, StoreError
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ def open_client(
 
     ``path=":memory:"`` gives an in-process store (tests, benchmarks).
     """
+    from qdrant_client import QdrantClient
     if url:
         return QdrantClient(url=url, api_key=api_key or None, timeout=timeout)
     if path is None:
@@ -76,6 +82,7 @@ def open_store(
 
 def collection_binding(client: QdrantClient, collection: str) -> dict[str, Any] | None:
     """``{"model_id", "dimension"}`` the collection was built with; ``None`` if absent."""
+    from qdrant_client import models
     if not client.collection_exists(collection):
         return None
     info = client.get_collection(collection)
@@ -116,6 +123,7 @@ def ensure_collection(client: QdrantClient, collection: str, model_id: str,
 
     Return ``True`` when it was created.
     """
+    from qdrant_client import models
     if check_collection(client, collection, model_id, dimension):
         return False
     metadata: dict[str, Any] = {"model_id": model_id, "dimension": dimension}

@@ -36,10 +36,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
-from qdrant_client import QdrantClient
 
 from textbook_api.config import Settings
 from textbook_api.rag.embedders import CohereChat, CohereEmbedder, Embedder, LocalEmbedder
@@ -47,6 +46,9 @@ from textbook_api.rag.errors import EmbedderError, IndexMismatchError, StoreErro
 from textbook_api.rag.search import Passage, answer, search
 from textbook_api.rag.store import open_client
 from textbook_api.redaction import Redactor, mask_url_password
+
+if TYPE_CHECKING:  # imported when a store is opened (see rag/store.py)
+    from qdrant_client import QdrantClient
 
 logger = logging.getLogger(__name__)
 
