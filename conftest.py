@@ -49,6 +49,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in repeated]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reports its test ids
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make `--dist=loadgroup` keep each `xdist_group` on one worker (the nox tests session).
+
+    pytest-xdist 3.8 tags a grouped test by appending `@GROUP` to `Node._nodeid`, which pytest
+    9.2 no longer reads (node ids live in `Node._id`), so its groups were silently ignored and a
+    module's shared fixtures (an image build, a deployed stack) were made on every worker."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in session.items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 @contextmanager
 def _postgres_database() -> Iterator[str]:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

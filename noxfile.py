@@ -98,9 +98,13 @@ def tests(session: nox.Session, database: str) -> None:
     name = f"{session.python}-{database}"
     full = session.python == PYTHONS[0]
     scope = [] if full else ["-m", "not integration", "--cov-fail-under=72"]
+    # One pytest-xdist worker per core; `xdist_group` marks keep a module's shared fixtures (a
+    # site build, an image, a deployed stack) on one worker, so each is made once.
+    parallel = ["--numprocesses=auto", "--dist=loadgroup"]
     session.run(
         "pytest",
         f"--cov-report=xml:var/coverage/coverage-{name}.xml",
+        *parallel,
         *scope,
         *session.posargs,
         env={"TEST_DATABASE": database, "COVERAGE_FILE": f"var/coverage/.coverage.{name}"},
