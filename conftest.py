@@ -38,12 +38,26 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"TEST_DATABASE must be sqlite or postgres, not {TEST_DATABASE!r}")
 
 
+#: The fixtures through which a test reaches TEST_DATABASE's database (directly or through
+#: another fixture, such as settings_env).
+DATABASE_FIXTURES = frozenset({"database_url", "postgres_url", "module_database_url"})
+
+
+def uses_test_database(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("database_independent"):
+        return False
+    return bool(DATABASE_FIXTURES.intersection(names)) or bool(item.get_closest_marker("postgres"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A PostgreSQL session leaves out the `database_independent` tests: they would repeat the
-    SQLite session's work exactly, and in subprocesses, so coverage loses nothing."""
+    """A PostgreSQL session runs only the tests that use TEST_DATABASE's database: the others
+    (no database fixture, or marked `database_independent` because their subprocesses make a
+    database of their own) would repeat the SQLite session's work exactly, so the matrix's
+    combined coverage loses nothing."""
     if TEST_DATABASE != "postgres":
         return
-    repeated = [item for item in items if item.get_closest_marker("database_independent")]
+    repeated = [item for item in items if not uses_test_database(item)]
     if repeated:
         config.hook.pytest_deselected(items=repeated)
         items[:] = [item for item in items if item not in repeated]
