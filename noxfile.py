@@ -88,8 +88,8 @@ def tests(session: nox.Session, database: str) -> None:
 
     The integration tests (real builds, release processes, both doors as subprocesses) run on
     the first Python only; the other interpreters run the rest, with a floor to match (README,
-    "nox sessions", says why). PostgreSQL sessions leave out the `database_independent` tests
-    (conftest.py): they would repeat the SQLite session's subprocesses exactly.
+    "nox sessions", says why). PostgreSQL sessions run only the tests that use the session's
+    database (conftest.py): the others would repeat the SQLite session's work exactly.
     """
     sync(session, "test")
     # The doors and release processes the tests start import our own packages afresh, and where
