@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     from _pytest.nodeid import NodeId
 
+    # Schemathesis's per-operation items share their function's node id under pytest 9.2, and
+    # xdist runs one test per id: without their own names, 10 of the 12 fuzz tests never ran.
+    ids = Counter(item.nodeid for item in session.items)
+    for item in session.items:
+        if ids[item.nodeid] > 1:
+            item._id = NodeId.parse(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
     for item in session.items:
         groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
         if groups and "@" not in item.nodeid:

@@ -41,9 +41,6 @@ from textbook_api.models import Base
 from textbook_api.services import retrieval
 from test_query_api import index
 
-# Under pytest-xdist one worker runs this module: its database is migrated and indexed once.
-pytestmark = pytest.mark.xdist_group("api-fuzz")
-
 TOKEN = "fuzz-deploy-token-52c1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [
