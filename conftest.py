@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,12 +39,26 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"TEST_DATABASE must be sqlite or postgres, not {TEST_DATABASE!r}")
 
 
+#: The fixtures through which a test reaches TEST_DATABASE's database (directly or through
+#: another fixture, such as settings_env).
+DATABASE_FIXTURES = frozenset({"database_url", "postgres_url", "module_database_url"})
+
+
+def uses_test_database(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("database_independent"):
+        return False
+    return bool(DATABASE_FIXTURES.intersection(names)) or bool(item.get_closest_marker("postgres"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A PostgreSQL session leaves out the `database_independent` tests: they would repeat the
-    SQLite session's work exactly, and in subprocesses, so coverage loses nothing."""
+    """A PostgreSQL session runs only the tests that use TEST_DATABASE's database: the others
+    (no database fixture, or marked `database_independent` because their subprocesses make a
+    database of their own) would repeat the SQLite session's work exactly, so the matrix's
+    combined coverage loses nothing."""
     if TEST_DATABASE != "postgres":
         return
-    repeated = [item for item in items if item.get_closest_marker("database_independent")]
+    repeated = [item for item in items if not uses_test_database(item)]
     if repeated:
         config.hook.pytest_deselected(items=repeated)
         items[:] = [item for item in items if item not in repeated]
@@ -55,6 +70,29 @@ def unavailable(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reports its test ids
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make `--dist=loadgroup` keep each `xdist_group` on one worker (the nox tests session).
+
+    pytest-xdist 3.8 tags a grouped test by appending `@GROUP` to `Node._nodeid`, which pytest
+    9.2 no longer reads (node ids live in `Node._id`), so its groups were silently ignored and a
+    module's shared fixtures (an image build, a deployed stack) were made on every worker."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    # Schemathesis's per-operation items share their function's node id under pytest 9.2, and
+    # xdist runs one test per id: without their own names, 10 of the 12 fuzz tests never ran.
+    ids = Counter(item.nodeid for item in session.items)
+    for item in session.items:
+        if ids[item.nodeid] > 1:
+            item._id = NodeId.parse(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
+    for item in session.items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @contextmanager

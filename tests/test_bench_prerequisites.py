@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.database_independent
+# Under pytest-xdist one worker runs this module: its bare environment is made once.
+pytestmark = [pytest.mark.database_independent, pytest.mark.xdist_group("bare-python")]
 
 BENCHES = sorted(path.stem for path in (ROOT / "bench").glob("bench_*.py"))
 

@@ -31,7 +31,9 @@ from pipeline.operations import build_frontend
 from pipeline.operations.build_frontend import install_state
 from textbook_api.rag.chunking import doc_slug, load_corpus
 
-pytestmark = pytest.mark.integration
+# Under pytest-xdist one worker runs this module and test_vercel's `vercel build` test: they
+# share the one production build (`built`) and the real node_modules (`npm ci` at most once).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("site-build")]
 
 FRONTEND = ROOT / "frontend"
 COPY_IGNORE = shutil.ignore_patterns("node_modules", "build", ".docusaurus", "artifacts")
@@ -128,8 +130,15 @@ ROUTE_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(toolchain: None, tmp_path_factory: pytest.TempPathFactory) -> Built:
+_PRODUCTION_BUILD: list[Built] = []
+
+
+def production_build(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The one production build of a site copy (with ROUTE_CASES) per test process: this
+    module's checks and test_vercel's `vercel build` read it, none changes it."""
+    if _PRODUCTION_BUILD:
+        return _PRODUCTION_BUILD[0]
+    require_toolchain()
     folder = tmp_path_factory.mktemp("build-frontend")
     frontend = site_copy(folder)
     for name, text in ROUTE_CASES.items():
@@ -137,7 +146,14 @@ def built(toolchain: None, tmp_path_factory: pytest.TempPathFactory) -> Built:
         (frontend / "docs" / name).write_text(text)
     data_dir = folder / "data"
     env = {"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir)}
-    return Built(frontend, data_dir, run_operation(env, "--environment", "production"))
+    _PRODUCTION_BUILD.append(
+        Built(frontend, data_dir, run_operation(env, "--environment", "production")))
+    return _PRODUCTION_BUILD[0]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return production_build(tmp_path_factory)
 
 
 def test_the_operation_builds_and_validates_the_site(built: Built) -> None:

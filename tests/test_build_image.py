@@ -34,6 +34,9 @@ from pipeline.operations.build_image import Engine, parse_registry
 from textbook_api.redaction import Redactor, secret_values
 from tools import base_images
 
+# Under pytest-xdist one worker runs this module: base images, registry and image are made once.
+pytestmark = pytest.mark.xdist_group("image")
+
 IMAGE_TOOLS = ("podman", "buildah", "skopeo", "docker-registry", "mmdebstrap")
 INSTALL = ("apt-get install -y podman buildah skopeo docker-registry mmdebstrap uidmap"
            " fuse-overlayfs")

@@ -42,3 +42,15 @@ def test_a_postgres_session_leaves_out_the_database_independent_tests() -> None:
     on_postgres = collect("postgres", independent)
     assert on_postgres.returncode == 5  # pytest's "no tests ran"
     assert f"no tests collected ({count.group(1)} deselected)" in on_postgres.stdout
+
+
+def test_a_postgres_session_runs_only_the_tests_that_use_its_database() -> None:
+    """A test without a database fixture does the same work on either dialect: the PostgreSQL
+    session leaves it to the SQLite one."""
+    this = "tests/test_database_dialect.py"
+    on_sqlite, on_postgres = collect("sqlite", this), collect("postgres", this)
+    assert on_sqlite.returncode == 0 and on_postgres.returncode == 0, on_postgres.stderr
+    assert len([line for line in on_sqlite.stdout.splitlines() if "::" in line]) == 3
+    assert [line for line in on_postgres.stdout.splitlines() if "::" in line] == [
+        f"{this}::test_the_test_database_is_the_dialect_the_session_asked_for"
+    ]

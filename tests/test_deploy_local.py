@@ -26,7 +26,8 @@ from pipeline.targets import REGISTRY
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
-pytestmark = pytest.mark.integration
+# Under pytest-xdist one worker runs this module: its stack is deployed once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-stack")]
 
 BROKEN_READY = '''
 @router.get("/ready", response_model=Ready, responses={503: {"description": "not ready"}})
@@ -79,11 +80,11 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
 ) -> Iterator[Stack]:
     """One deployed local stack per module (the first deploy installs a release environment)."""
     data = tmp_path_factory.mktemp("stack")
-    database_url = request.getfixturevalue("module_database_url")
+    database_url = module_database_url
     site = data / "site-src"
     (site / "build" / "docs" / "intro").mkdir(parents=True)
     (site / "build" / "index.html").write_text("<h1>Physical AI textbook v1</h1>")

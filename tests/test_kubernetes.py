@@ -35,6 +35,9 @@ from textbook_api import migrate
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
+# Under pytest-xdist one worker runs this module: it installs helm and assembles the chart once.
+pytestmark = pytest.mark.xdist_group("helm")
+
 SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret
 DIGEST = "sha256:" + "ab" * 32
 CHART = ROOT / "helm" / "textbook-stack"

@@ -489,18 +489,17 @@ def test_vercel_build_refuses_a_tree_build_frontend_did_not_record(tmp_path: Pat
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("site-build")  # test_build_frontend's worker, which has the build
 def test_vercel_build_packages_every_page_and_the_chat_widget(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from test_build_frontend import require_toolchain, run_operation, site_copy
+    from test_build_frontend import production_build
 
-    require_toolchain()
     require_cli()
+    site = production_build(tmp_path_factory)  # build-frontend's own production build
+    assert site.result.code == 0, site.result.out + site.result.err
+    frontend = site.frontend
     folder = tmp_path_factory.mktemp("vercel-build")
-    frontend = site_copy(folder)
-    result = run_operation({"FRONTEND_DIR": str(frontend), "DATA_DIR": str(folder / "data")},
-                           "--environment", "production")
-    assert result.code == 0, result.out + result.err
     built = vercel_build(folder / "work", frontend / "build")
     assert built.returncode == 0, built.stderr
     output = folder / "work" / ".vercel" / "output"

@@ -57,7 +57,7 @@ def ensure(kind: str) -> str:
         if not tarball.is_file():
             partial = tarball.with_suffix(".partial")
             subprocess.run(  # nosec B603 B607: mmdebstrap from PATH, fixed arguments
-                ["mmdebstrap", "--quiet", "--variant=minbase",
+                ["mmdebstrap", "--quiet", "--variant=minbase", "--format=tar",
                  f"--include={','.join(PACKAGES[kind])}", SUITE, str(partial)],
                 check=True,
             )
