@@ -236,6 +236,18 @@ def perf(session: nox.Session) -> None:
         session.run("invoke", "down", env=env)
 
 
+@nox.session(python=PYTHONS[0])
+def mutation(session: nox.Session) -> None:
+    """mutmut over the core modules, each against its own fast tests (tools/mutation/run.py):
+    the score per module, equivalent mutants excluded, and the surviving mutants' diffs.
+
+    `nox -s mutation -- MODULE...` runs some (deployments, redaction, locks, ...). Minutes: not
+    part of the default gate. Work directories: var/mutation/MODULE/.
+    """
+    sync(session, "mutation")
+    session.run("python", "tools/mutation/run.py", *session.posargs)
+
+
 def kubernetes_tools(session: nox.Session) -> dict[str, str]:
     """Install helm and kubectl (pinned, checksum-checked) in tools/kubernetes/bin; the
     environment that puts them first on PATH for the operations (a runner may have others)."""
