@@ -12,6 +12,7 @@ import getpass
 import logging
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -251,6 +252,44 @@ def test_an_unreachable_database_is_warned_about_once_with_the_first_line_of_its
     assert warnings == ["this run is not recorded: unable to open database file"]
 
 
+def test_a_url_no_engine_can_be_built_for_is_warned_about_and_never_raises() -> None:
+    warnings = Warnings()
+    rec = recorder("nosuch://host/db", warnings)  # no engine, so nothing to dispose either
+    rec.started()
+    rec.finished("succeeded")
+    rec.note("after the end")
+    assert warnings == ["this run is not recorded: Can't load plugin: sqlalchemy.dialects:nosuch"]
+
+
+def test_the_end_time_is_when_the_run_ended_not_when_the_database_took_it(
+    url: str, read: Reader
+) -> None:
+    rec = recorder(url, Warnings())
+    rec.started()
+    engine = build_engine(url)
+    locked, released = threading.Event(), []
+    # Lock the jobs out of every reader too: the recorder must wait before it even reads the job.
+    lock = ("BEGIN EXCLUSIVE" if engine.dialect.name == "sqlite"
+            else "LOCK TABLE deployment_job IN ACCESS EXCLUSIVE MODE")
+
+    def hold_the_jobs() -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(lock)
+            locked.set()
+            time.sleep(0.5)
+            released.append(utcnow())
+            connection.rollback()
+
+    holder = threading.Thread(target=hold_the_jobs)
+    holder.start()
+    locked.wait(5)
+    rec.finished("succeeded")  # waits for the lock
+    holder.join()
+    engine.dispose()
+    finished_at = read(rec.job_id).finished_at
+    assert finished_at is not None and finished_at < released[0]
+
+
 def test_a_job_the_store_disagrees_with_stops_the_recording_with_one_warning(
     url: str, read: Reader
 ) -> None:
@@ -303,3 +342,13 @@ def test_git_answers_a_stripped_string_or_none(
     assert _git("rev-parse", "HEAD") is None
     monkeypatch.setenv("PATH", str(tmp_path))  # no git at all
     assert _git("rev-parse", "HEAD") is None
+
+
+def test_a_git_that_hangs_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hung = tmp_path / "git"
+    hung.write_text("#!/bin/sh\nexec sleep 60\n")
+    hung.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    started = time.monotonic()
+    assert _git("rev-parse", "HEAD") is None
+    assert time.monotonic() - started < 30
