@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -59,20 +60,37 @@ def test_the_layout_of_one_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert layout.lock("backend") == root / "locks" / "backend.lock"
 
 
-def test_a_release_keeps_its_record_in_release_json(layout: Layout) -> None:
+@pytest.fixture
+def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's local time is not UTC (UTC+05:30), so local and UTC times differ."""
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_release_keeps_its_record_in_release_json(layout: Layout, india_time: None) -> None:
     release = new_release(layout, "backend", "abc123", requirements_sha256="r" * 8)
     assert release.path.parent == layout.releases("backend")
-    assert release.id.endswith("-abc123") and release.id[:8].isdigit()
+    stamp, tag = release.id.split("-")
+    assert tag == "abc123"
+    made = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - made).total_seconds()) < 60  # a UTC stamp, not local time
     meta = release.meta
     assert (meta["state"], meta["requirements_sha256"]) == ("prepared", "r" * 8)
     assert meta["created"].endswith("+00:00")
     assert release.state == "prepared"
 
+    (release.path / "release.json.tmp").write_text("{half written by a killed upd")
     release.go_live(7)
     assert (release.state, release.meta["job_id"]) == ("live", 7)
     assert release.meta["live_since"] > meta["created"]
+    assert release.meta["live_since"].endswith("+00:00")
     assert release.meta["requirements_sha256"] == "r" * 8  # an update keeps the other fields
-    assert sorted(p.name for p in release.path.iterdir()) == ["release.json"]  # no .tmp left
+    # the partial write was replaced, and is gone with the rename
+    assert sorted(p.name for p in release.path.iterdir()) == ["release.json"]
+    assert (release.path / "release.json").read_text() == json.dumps(release.meta, indent=2)
 
     (release.path / "release.json").write_text("{not json")
     assert (release.meta, release.state) == ({}, "prepared")
@@ -89,31 +107,35 @@ def served(layout: Layout, tag: str, state: str, live_since: str) -> Release:
 def test_releases_current_find_and_the_rollback_target(layout: Layout) -> None:
     assert releases(layout, "backend") == [] and current(layout, "backend") is None
     assert previous_served(layout, "backend") is None
-    # made in this order; switched in a, c, b (live_since), b now current
-    a = served(layout, "a", "retired", "2026-01-01T10:00:00")
+    # made in this order; switched in b, a (rolled back to), c; failed never served
+    a = served(layout, "a", "retired", "2026-01-01T12:00:00")
     failed = served(layout, "f", "failed", "2026-01-01T13:00:00")
-    c = served(layout, "c", "retired", "2026-01-01T11:00:00")
-    b = served(layout, "b", "live", "2026-01-01T12:00:00")
+    b = served(layout, "b", "retired", "2026-01-01T11:00:00")
+    c = served(layout, "c", "live", "2026-01-01T14:00:00")
+    legacy = new_release(layout, "backend", "l")  # served before live_since was recorded
+    legacy.update(state="retired")
     prepared = new_release(layout, "backend", "p")
     (layout.releases("backend") / "stray-file").write_text("")  # not a release
-    assert releases(layout, "backend") == [a, failed, c, b, prepared]
-    assert find(layout, "backend", c.id) == c and find(layout, "backend", "nope") is None
+    assert releases(layout, "backend") == [a, failed, b, c, legacy, prepared]
+    assert find(layout, "backend", b.id) == b and find(layout, "backend", "nope") is None
 
-    assert previous_served(layout, "backend") == b  # nothing current: the last served
-    switch(layout, "backend", b)
-    assert current(layout, "backend") == b
-    assert previous_served(layout, "backend") == c  # not the failed one, not b itself
+    assert previous_served(layout, "backend") == c  # nothing current: the last served
+    switch(layout, "backend", c)
+    assert current(layout, "backend") == c
+    # the one switched in most recently, not the one made last, nor the failed one, nor c
+    assert previous_served(layout, "backend") == a
     switch(layout, "backend", a)
-    assert previous_served(layout, "backend") == b
+    assert previous_served(layout, "backend") == c
 
     link = layout.current_link("backend")
     assert os.readlink(link) == f"releases/{a.id}"  # relative: the folder can move
-    assert not link.with_name("current.next").exists()
-    link.with_name("current.next").symlink_to("somewhere")  # left by a killed switch
-    switch(layout, "backend", c)
-    assert current(layout, "backend") == c
+    staging = link.with_name("current.next")
+    assert not staging.exists()
+    staging.symlink_to("somewhere")  # left by a killed switch: replaced, then renamed away
+    switch(layout, "backend", b)
+    assert current(layout, "backend") == b and not staging.is_symlink()
 
-    shutil.rmtree(c.path)
+    shutil.rmtree(b.path)
     assert current(layout, "backend") is None  # dangling
     link.unlink()
     link.mkdir()
@@ -121,12 +143,14 @@ def test_releases_current_find_and_the_rollback_target(layout: Layout) -> None:
 
 
 def test_prune_keeps_the_newest_the_current_and_the_rollback_target(layout: Layout) -> None:
+    oldest = new_release(layout, "backend", "o")
     old_target = served(layout, "r", "retired", "2026-01-01T10:00:00")
     doomed = [new_release(layout, "backend", f"x{i}") for i in range(2)]
     live = served(layout, "l", "live", "2026-01-01T11:00:00")
     newest = [new_release(layout, "backend", f"n{i}") for i in range(2)]
     switch(layout, "backend", live)
     assert prune(layout, "backend", keep=10) == []
+    assert prune(layout, "backend", keep=6) == [oldest.id]
     assert prune(layout, "backend", keep=2) == [r.id for r in doomed]
     assert releases(layout, "backend") == [old_target, live, *newest]
     assert prune(layout, "backend", keep=0) == [r.id for r in newest]
