@@ -8,9 +8,11 @@ prune keeps, and a real release process's start, gate, switch-in and drain, with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +42,32 @@ from pipeline.local.releases import (
 from pipeline.targets.base import Gate
 from textbook_api.config import PACKAGE_DIR
 from textbook_api.migrate import alembic_config
+
+
+def children() -> set[int]:
+    """This process's child processes, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Kill what a test started and left running, whatever stopped it midway: cleanup must not
+    rely on the code under test (a mutation run makes every function of it fail)."""
+    before = children()
+    yield
+    for pid in children() - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 @pytest.fixture
