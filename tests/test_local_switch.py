@@ -26,6 +26,7 @@ import pytest
 from alembic import command
 
 import pipeline.operations  # noqa: F401 - first: the operations and targets import each other
+from conftest import Reply, Request, stand_in
 from pipeline.errors import OperationFailed
 from pipeline.local import server
 from pipeline.local.releases import (
@@ -360,6 +361,7 @@ def test_a_release_starts_privately_passes_its_gate_is_switched_in_and_drains(
         assert os.readlink(f"/proc/{started.pid}/cwd") == str(release.path)
         assert (release.path / "server.log").exists()
         assert os.readlink(f"/proc/{started.pid}/fd/0") == "/dev/null"
+        assert os.readlink(f"/proc/{started.pid}/fd/1") == str(release.path / "server.log")
 
         answer = server.gate(started, Gate(interval=0.05))
         assert answer.startswith('HTTP 200: {"status":"ready"')
@@ -391,6 +393,18 @@ def test_a_release_that_exits_before_listening_fails_its_start(
                                f" see {release.path / 'server.log'}")
     assert (release.path / "server.log").read_text() == "cannot start\n"
     assert not (release.path / "state.json").exists()  # a former run's state is not read
+
+
+def test_the_gate_keeps_trying_while_the_release_lives() -> None:
+    answers = iter([503, 503, 200])
+
+    def ready(request: Request) -> Reply:
+        return next(answers), {}, {"status": request.path}
+
+    with stand_in(ready) as url:
+        port = int(url.rsplit(":", 1)[1])
+        living = server.Running(os.getpid(), "r1", port)
+        assert server.gate(living, Gate(interval=0.01)) == 'HTTP 200: {"status": "/ready"}'
 
 
 def test_a_dead_release_fails_its_gate_and_its_switch_at_once(
