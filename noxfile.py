@@ -17,7 +17,7 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 DATABASES = ["sqlite", "postgres"]
 PYTHON_SOURCES = [
     "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py",
-    "tools/base_images.py",
+    "tools/base_images.py", "tools/mutation",
 ]
 DOCKERFILES = [ROOT / "backend" / "Dockerfile"]
 FRONTEND = ROOT / "frontend"

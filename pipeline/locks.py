@@ -37,6 +37,8 @@ def _advisory_holder(connection: Connection, key: int) -> str:
             "SELECT a.pid, a.application_name, a.client_addr, a.backend_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key"
+            # Advisory locks belong to a database: a holder of the same key elsewhere is not ours.
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
         {"key": key},
     ).first()
