@@ -35,6 +35,13 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "redaction": ("backend/textbook_api/redaction.py",
                   ("tests/test_redaction.py", "backend/tests/test_audit_rules.py")),
     "locks": ("pipeline/locks.py", ("tests/test_locks.py",)),
+    "recording": ("pipeline/recording.py",
+                  ("tests/test_recorder_rules.py", "tests/test_recording.py")),
+    "indexer": ("backend/textbook_api/rag/indexer.py",
+                ("backend/tests/rag/test_rag_sync_rules.py",
+                 "backend/tests/rag/test_rag_indexer.py")),
+    "local-releases": ("pipeline/local/releases.py", ("tests/test_local_switch.py",)),
+    "local-server": ("pipeline/local/server.py", ("tests/test_local_switch.py",)),
 }
 # Where each package is imported from (its folder's parent): mutmut needs it at the top.
 PACKAGES = {"textbook_api": ROOT / "backend", "pipeline": ROOT}
