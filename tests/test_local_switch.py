@@ -25,7 +25,6 @@ import httpx
 import pytest
 from alembic import command
 
-import pipeline.operations  # noqa: F401 - first: the operations and targets import each other
 from conftest import Reply, Request, stand_in
 from pipeline.errors import OperationFailed
 from pipeline.local import server
