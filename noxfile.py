@@ -33,6 +33,8 @@ CHART_ENVIRONMENTS = ["staging", "production", "e2e"]
 KUBERNETES_VERSION = "1.32.0"
 KIND_MODULE = "sigs.k8s.io/kind@v0.33.0"
 COVERAGE_DIR = ROOT / "var" / "coverage"
+# The whole suite's floor (pytest.ini), which the matrix's combined coverage must hold too.
+FULL_SUITE_FLOOR = re.search(r"--cov-fail-under=(\d+)", (ROOT / "pytest.ini").read_text())[1]
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -118,15 +120,15 @@ def tests(session: nox.Session, database: str) -> None:
 @nox.session(python=PYTHONS[0])
 def coverage(session: nox.Session) -> None:
     """One coverage report for the whole matrix: combines var/coverage/.coverage.* (as the tests
-    sessions, or the CI matrix's artifacts, left them); in GitHub Actions also as markdown in
-    the job summary ($GITHUB_STEP_SUMMARY)."""
+    sessions, or the CI matrix's artifacts, left them) and fails below the whole suite's floor
+    (pytest.ini); in GitHub Actions also as markdown in the job summary ($GITHUB_STEP_SUMMARY)."""
     sync(session, "test", project=False)
     data = sorted(str(path) for path in COVERAGE_DIR.glob(".coverage.*"))
     if not data:
         session.error(f"no coverage data in {COVERAGE_DIR}: run the tests sessions first")
     env = {"COVERAGE_FILE": str(COVERAGE_DIR / ".coverage")}
     session.run("coverage", "combine", "--keep", *data, env=env)
-    session.run("coverage", "report", env=env)
+    session.run("coverage", "report", f"--fail-under={FULL_SUITE_FLOOR}", env=env)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         table = session.run("coverage", "report", "--format=markdown", env=env, silent=True)
