@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -62,6 +62,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if repeated:
         config.hook.pytest_deselected(items=repeated)
         items[:] = [item for item in items if item not in repeated]
+
+
+def advisory_lock_holders(connection: Connection, name: str) -> int:
+    """How many other sessions hold the advisory lock of `name` in this connection's database.
+
+    pg_locks lists the locks of every database on the server, and tests running in parallel hold
+    the same keys in databases of their own: counting those would see a holder that is not there.
+    """
+    from pipeline.locks import advisory_key
+
+    return int(connection.execute(text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND objid = :key AND pid <> pg_backend_pid()"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+        {"key": advisory_key(name)}).scalar_one())
 
 
 def unavailable(message: str) -> NoReturn:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, create_engine, text
 
+from conftest import advisory_lock_holders
 from pipeline.errors import LockHeld
 from pipeline.locks import (
     Holder,
@@ -160,14 +161,6 @@ def connections(postgres_url: str) -> Iterator[tuple[Connection, Connection]]:
     other.dispose()
 
 
-def held_by_others(connection: Connection, name: str) -> int:
-    return int(connection.execute(text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND objid = :key AND pid <> pg_backend_pid()"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-        {"key": advisory_key(name)}).scalar_one())
-
-
 def test_the_advisory_lock_outlives_transactions_and_names_its_holder(
     connections: tuple[Connection, Connection],
 ) -> None:
@@ -175,7 +168,7 @@ def test_the_advisory_lock_outlives_transactions_and_names_its_holder(
     with postgres_advisory_lock(first, "migrate", 0):
         first.execute(text("SELECT 1"))
         first.commit()  # the migration's own transactions: the lock stays
-        assert held_by_others(second, "migrate") == 1
+        assert advisory_lock_holders(second, "migrate") == 1
         pid = first.execute(text("SELECT pg_backend_pid()")).scalar_one()
         started = time.monotonic()
         with pytest.raises(LockHeld) as raised:
@@ -188,9 +181,9 @@ def test_the_advisory_lock_outlives_transactions_and_names_its_holder(
         assert waited >= 0.5  # no upper bound: a loaded machine may be slow
         assert not second.in_transaction()  # the failed wait left no transaction open
     assert not first.in_transaction()
-    assert held_by_others(second, "migrate") == 0
+    assert advisory_lock_holders(second, "migrate") == 0
     with postgres_advisory_lock(second, "migrate", 0):  # released: the next one takes it
-        assert held_by_others(first, "migrate") == 1
+        assert advisory_lock_holders(first, "migrate") == 1
 
 
 def test_an_advisory_waiter_takes_the_lock_when_the_holder_lets_go(
@@ -201,7 +194,7 @@ def test_an_advisory_waiter_takes_the_lock_when_the_holder_lets_go(
         threading.Timer(0.3, lambda: first.execute(
             text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key("migrate")})).start()
         with postgres_advisory_lock(second, "migrate", 5):
-            assert held_by_others(first, "migrate") == 1
+            assert advisory_lock_holders(first, "migrate") == 1
 
 
 def test_a_holder_gone_before_it_could_be_named_is_an_unknown_session(

@@ -15,9 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
-from conftest import ROOT, TEST_DATABASE, door_command, door_env
+from conftest import ROOT, TEST_DATABASE, advisory_lock_holders, door_command, door_env
 from pipeline import cli
-from pipeline.locks import advisory_key
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 from textbook_api.main import create_app
@@ -140,10 +139,7 @@ def test_sigterm_cancels_the_run_records_it_and_releases_the_lock(
     if TEST_DATABASE == "postgres":
         engine = build_engine(url)
         with engine.connect() as connection:
-            held = connection.execute(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"),
-                {"k": advisory_key("run-migrations")},
-            ).scalar_one()
+            held = advisory_lock_holders(connection, "run-migrations")
         engine.dispose()
         assert held == 0
     else:

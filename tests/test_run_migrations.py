@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from conftest import ROOT, TEST_DATABASE, door_command, door_env
+from conftest import ROOT, TEST_DATABASE, advisory_lock_holders, door_command, door_env
 from pipeline import cli
-from pipeline.locks import advisory_key
 from textbook_api.config import PACKAGE_DIR
 from textbook_api.db import build_engine
 
@@ -243,12 +242,7 @@ def _wait_for_lock_holder(url: str, lock_file: Path | None, deadline: float) -> 
         else:
             engine = build_engine(url)
             with engine.connect() as connection:
-                held = connection.execute(
-                    text(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
-                    ),
-                    {"k": advisory_key("run-migrations")},
-                ).scalar_one()
+                held = advisory_lock_holders(connection, "run-migrations")
             engine.dispose()
             if held:
                 return
