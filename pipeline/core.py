@@ -9,7 +9,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
@@ -233,7 +233,11 @@ def execute(
     return code
 
 
+def prefixed(operation: str, steps: Iterable[Step]) -> list[Step]:
+    """Another operation's steps, named `<operation>:<step>`, to run inside this plan."""
+    return [Step(f"{operation}:{s.name}", s.describe, s.action) for s in steps]
+
+
 def composed(operation: Operation, settings: Settings, **options: OptionValue) -> list[Step]:
     """Another operation's steps, prefixed with its name, to run inside this plan."""
-    steps = operation.plan(settings, operation.defaults(**options)).steps
-    return [Step(f"{operation.name}:{s.name}", s.describe, s.action) for s in steps]
+    return prefixed(operation.name, operation.plan(settings, operation.defaults(**options)).steps)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step
+from pipeline.core import Operation, Option, OptionValue, Plan, Run, Step, prefixed
 from pipeline.errors import OperationFailed, UsageError
 from pipeline.locks import file_lock
 from pipeline.operations.build_frontend import stream
@@ -491,8 +491,7 @@ def pushed_build(settings: Settings, *, environment: str, tag: str
     ImageBuild whose pushed digest the deploy pins once they have run."""
     image, steps = image_steps(settings, environment=environment, tag=tag, push=True,
                                engine=find_engine())
-    return image, [Step(f"{NAME}:{step.name}", step.describe, step.action)
-                   for step in (lock_step(settings), *steps)]
+    return image, prefixed(NAME, (lock_step(settings), *steps))
 
 
 def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
