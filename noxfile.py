@@ -1,7 +1,9 @@
 """Checks for the textbook monorepo: `nox` runs lint, typecheck and tests; `nox -l` lists all.
 
 Every Python session installs from uv.lock (one version of each tool everywhere), and
-`nox -s NAME -- ARGS` passes ARGS to the session's tool instead of its defaults.
+`nox -s NAME -- ARGS` passes ARGS to the session's tool instead of its defaults. Selected
+sessions run PARALLEL_SESSIONS at a time, each session's output printed when it ends;
+`nox -j 1 ...` runs them one by one with their output as it comes.
 """
 
 from __future__ import annotations
@@ -36,12 +38,22 @@ COVERAGE_DIR = ROOT / "var" / "coverage"
 # The whole suite's floor (pytest.ini), which the matrix's combined coverage must hold too.
 FULL_SUITE_FLOOR = re.findall(r"--cov-fail-under=(\d+)", (ROOT / "pytest.ini").read_text())[0]
 
-nox.needs_version = ">=2024.10.9"
+nox.needs_version = ">=2026.10.20"  # sessions in parallel (--parallel)
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+# Three at a time on two cores: the test sessions wait on subprocesses, servers and the network
+# much of their time. Sessions that share a folder of the checkout opt out (allow_parallel=False)
+# and run alone.
+PARALLEL_SESSIONS = 3
+nox.options.parallel = PARALLEL_SESSIONS
+nox.options.allow_parallel = True
+# Environments are installed without bytecode and Python writes it as modules are first imported:
+# compiling all of an environment up front cost ~17 CPU-s each, mostly for modules no session
+# imports. Where PYTHONDONTWRITEBYTECODE is set (as on these machines) nothing would be written,
+# and every subprocess a test starts would compile what it imports again.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def sync(session: nox.Session, *groups: str, project: bool = True) -> None:
@@ -53,6 +65,7 @@ def sync(session: nox.Session, *groups: str, project: bool = True) -> None:
         "uv",
         "sync",
         "--frozen",
+        "--no-compile-bytecode",
         *(f"--group={group}" for group in groups),
         *(() if project else ("--no-install-project", "--no-install-workspace")),
         f"--python={location}",
@@ -94,9 +107,6 @@ def tests(session: nox.Session, database: str) -> None:
     database (conftest.py): the others would repeat the SQLite session's work exactly.
     """
     sync(session, "test")
-    # The doors and release processes the tests start import our own packages afresh, and where
-    # PYTHONDONTWRITEBYTECODE is set (as on these machines) nothing would cache their bytecode.
-    session.run("python", "-m", "compileall", "-q", "pipeline", "backend/textbook_api", "tasks.py")
     name = f"{session.python}-{database}"
     full = session.python == PYTHONS[0]
     scope = [] if full else ["-m", "not integration"]
@@ -117,7 +127,8 @@ def tests(session: nox.Session, database: str) -> None:
     )
 
 
-@nox.session(python=PYTHONS[0])
+# Alone, so that it starts after the tests sessions listed before it have written their data.
+@nox.session(python=PYTHONS[0], allow_parallel=False)
 def coverage(session: nox.Session) -> None:
     """One coverage report for the whole matrix: combines var/coverage/.coverage.* (as the tests
     sessions, or the CI matrix's artifacts, left them) and fails below the whole suite's floor
@@ -177,7 +188,8 @@ def workflows(session: nox.Session) -> None:
     session.run("zizmor", "--offline", *files)
 
 
-@nox.session(venv_backend="none")
+# This and the sessions that run build-frontend install into and build in frontend/ itself.
+@nox.session(venv_backend="none", allow_parallel=False)
 def frontend(session: nox.Session) -> None:
     """npm ci, ESLint and Jest for the Docusaurus site (no Python environment)."""
     npm_ci(session, FRONTEND)
@@ -185,7 +197,7 @@ def frontend(session: nox.Session) -> None:
     session.run("npm", "test", f"--prefix={FRONTEND}", "--", *session.posargs, external=True)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], allow_parallel=False)
 def frontend_e2e(session: nox.Session) -> None:
     """`invoke build-frontend`, then the headless-Chromium smoke test and axe audit of the site."""
     sync(session)
@@ -196,7 +208,7 @@ def frontend_e2e(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], allow_parallel=False)
 def stack_e2e(session: nox.Session) -> None:
     """`invoke up` on its own data dir, a question asked in headless Chromium, `invoke down`."""
     sync(session)
@@ -224,7 +236,7 @@ def audit(session: nox.Session) -> None:
     session.run("python", "-m", "pipeline.scanners", "audit", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], allow_parallel=False)
 def perf(session: nox.Session) -> None:
     """Locust, headless, against `invoke up` on its own port and data dir, then `invoke down`.
 
@@ -293,7 +305,7 @@ def helm(session: nox.Session) -> None:
                 *manifests)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS[0], allow_parallel=False)
 def k8s_e2e(session: nox.Session) -> None:
     """A kind cluster (Docker needed): build and load the image, deploy, ask, roll back, test.
 

@@ -6,6 +6,11 @@ const {lightTheme, darkTheme} = require('./src/prism/themes');
 
 /** @type {import('@docusaurus/types').Config} */
 const config = {
+  // Docusaurus Faster (Rspack, SWC, Lightning CSS): the same site in a fifth of the build CPU
+  // (measured 30 s -> 6.5 s here). Faster's worker threads need this one v4 flag. package.json's
+  // overrides hold @swc/core and @swc/html at versions the registry has for every platform, so
+  // that `npm ci` accepts the lockfile on any machine.
+  future: {v4: {removeLegacyPostBuildHeadAttribute: true}, faster: true},
   title: 'Physical AI & Humanoid Robotics',
   tagline: 'From kinematics to vision-language-action models: building robots that act in the physical world',
   favicon: 'img/favicon.svg',

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from conftest import ROOT, same_through_both_doors, unavailable
 from pipeline import cli
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import install_state
+from pipeline.operations.build_frontend import install_lock
 from pipeline.targets.vercel import CLI_DIR, CLI_INSTALL
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
@@ -42,9 +42,10 @@ VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
 def require_cli() -> None:
     if shutil.which("npm") is None:
         unavailable("npm not on PATH: install Node.js 20 and npm")
-    if install_state(CLI_DIR) is None:
-        subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
-                       stdout=subprocess.DEVNULL)
+    with install_lock(CLI_DIR) as installed:
+        if installed is None:
+            subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
+                           stdout=subprocess.DEVNULL)
 
 
 @dataclass

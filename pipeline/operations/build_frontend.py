@@ -27,7 +27,8 @@ import shlex
 import shutil
 import subprocess  # nosec B404: runs node and npm, resolved on PATH at plan time, no shell
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -229,6 +230,21 @@ def install_state(frontend: Path) -> str | None:
     )
 
 
+INSTALL_LOCK = ".install.lock"
+INSTALL_WAIT_SECONDS = 600  # another run's `npm ci` into the same folder
+
+
+@contextmanager
+def install_lock(folder: Path) -> Iterator[str | None]:
+    """Hold `folder`'s install lock; yields why installing can be skipped (`install_state`).
+
+    Runs that share a checkout (nox sessions in parallel, two deploys) install one at a time,
+    and the second finds the first's node_modules instead of replacing it under its build.
+    """
+    with file_lock(folder / INSTALL_LOCK, "npm-install", INSTALL_WAIT_SECONDS):
+        yield install_state(folder)
+
+
 def _npm_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
@@ -333,12 +349,12 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             run.console.print(f"    {source} -> /{candidates[0].removesuffix('/index.html')}")
 
     def install(run: Run) -> None:
-        reason = install_state(frontend)
-        if reason is not None:
-            run.console.print(f"    skipped: {reason}")
-            return
-        code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
-                             _npm_env())
+        with install_lock(frontend) as reason:
+            if reason is not None:
+                run.console.print(f"    skipped: {reason}")
+                return
+            code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
+                                 _npm_env())
         if code != 0:
             raise OperationFailed(f"npm ci exited {code}: {' / '.join(lines[-3:])}")
 

@@ -33,7 +33,7 @@ import httpx
 from pipeline.core import OptionValue, Run, Step, composed
 from pipeline.deploy_config import DEPLOY_CONFIG
 from pipeline.errors import OperationFailed, UsageError
-from pipeline.operations.build_frontend import BUILD_INFO, install_state, select_profile
+from pipeline.operations.build_frontend import BUILD_INFO, install_lock, select_profile
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -138,17 +138,17 @@ class VercelTarget(Target):
 
     def _install_step(self) -> Step:
         def install(run: Run) -> None:
-            reason = install_state(CLI_DIR)
-            if reason is not None:
-                run.console.print(f"    skipped: {reason}")
-                return
-            npm = shutil.which("npm")
-            if npm is None:
-                raise UsageError("npm is not on PATH: it installs the Vercel CLI")
-            result = subprocess.run(  # nosec B603: npm from PATH, fixed arguments
-                [npm, *CLI_INSTALL], cwd=CLI_DIR, capture_output=True,
-                text=True, check=False, stdin=subprocess.DEVNULL,
-            )
+            with install_lock(CLI_DIR) as reason:
+                if reason is not None:
+                    run.console.print(f"    skipped: {reason}")
+                    return
+                npm = shutil.which("npm")
+                if npm is None:
+                    raise UsageError("npm is not on PATH: it installs the Vercel CLI")
+                result = subprocess.run(  # nosec B603: npm from PATH, fixed arguments
+                    [npm, *CLI_INSTALL], cwd=CLI_DIR, capture_output=True,
+                    text=True, check=False, stdin=subprocess.DEVNULL,
+                )
             if result.returncode != 0:
                 raise OperationFailed(f"npm install in {CLI_DIR} exited {result.returncode}:"
                                       f" {result.stderr.strip()[-500:]}")

