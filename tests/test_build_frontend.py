@@ -28,7 +28,7 @@ from pipeline import cli
 from pipeline.errors import ExitCode
 from pipeline.locks import file_lock
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import install_lock, install_state
+from pipeline.operations.build_frontend import npm_folder_lock, install_state
 from textbook_api.rag.chunking import doc_slug, load_corpus
 
 # Under pytest-xdist one worker runs this module and test_vercel's `vercel build` test: they
@@ -67,7 +67,7 @@ def require_toolchain() -> None:
 
 def real_node_modules() -> Path:
     """frontend/node_modules matching the lockfile (`npm ci` there once if it does not)."""
-    with install_lock(FRONTEND) as installed:
+    with npm_folder_lock(FRONTEND) as installed:
         if installed is None:
             subprocess.run(
                 ["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True,

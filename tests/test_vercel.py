@@ -30,11 +30,14 @@ from sqlalchemy import text
 from conftest import ROOT, same_through_both_doors, unavailable
 from pipeline import cli
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import install_lock
+from pipeline.operations.build_frontend import npm_folder_lock
 from pipeline.targets.vercel import CLI_DIR, CLI_INSTALL
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
+# The tests that start the real CLI (a Node start-up of ~1 CPU-s per call, 34 CPU-s a session)
+# are integration tests: the first Python of the matrix runs them, on both databases.
+cli_runs = pytest.mark.integration
 TOKEN = "vercelcanary7d1f0a9c"  # the CLI refuses tokens with "-"
 VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
 
@@ -42,7 +45,7 @@ VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
 def require_cli() -> None:
     if shutil.which("npm") is None:
         unavailable("npm not on PATH: install Node.js 20 and npm")
-    with install_lock(CLI_DIR) as installed:
+    with npm_folder_lock(CLI_DIR) as installed:
         if installed is None:
             subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
                            stdout=subprocess.DEVNULL)
@@ -297,6 +300,7 @@ def deploy(*args: str) -> int:
                      "--prebuilt", "--yes", *args])
 
 
+@cli_runs
 def test_a_production_deploy_uploads_verifies_then_promotes(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -337,6 +341,7 @@ def test_a_production_deploy_uploads_verifies_then_promotes(
     assert TOKEN not in out + everything + "".join(written)
 
 
+@cli_runs
 def test_an_api_500_exits_1_and_nothing_is_promoted(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -348,6 +353,7 @@ def test_an_api_500_exits_1_and_nothing_is_promoted(
     assert vercel.production == previous and list(vercel.deployments) == [previous]
 
 
+@cli_runs
 def test_a_deployment_that_never_gets_ready_exits_1_and_nothing_is_promoted(
     vercel: FakeVercel, vercel_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -362,6 +368,7 @@ def test_a_deployment_that_never_gets_ready_exits_1_and_nothing_is_promoted(
     assert vercel.production == previous
 
 
+@cli_runs
 def test_a_deployment_that_serves_another_build_is_not_promoted(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -372,6 +379,7 @@ def test_a_deployment_that_serves_another_build_is_not_promoted(
     assert vercel.production == previous
 
 
+@cli_runs
 def test_production_that_does_not_serve_the_build_after_promote_is_rolled_back(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -387,6 +395,7 @@ def test_production_that_does_not_serve_the_build_after_promote_is_rolled_back(
     assert vercel.production == previous
 
 
+@cli_runs
 def test_rollback_returns_production_to_the_deployment_before(
     vercel: FakeVercel, vercel_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -427,6 +436,7 @@ def test_missing_settings_exit_2_naming_them_before_any_call(
     assert vercel.calls == []
 
 
+@cli_runs
 def test_a_refused_token_exits_1_with_vercels_message_and_the_token_masked(
     vercel: FakeVercel, vercel_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -480,6 +490,7 @@ def vercel_build(folder: Path, site: Path) -> subprocess.CompletedProcess[str]:
                           env={**env, "VERCEL_TELEMETRY_DISABLED": "1"})
 
 
+@cli_runs
 def test_vercel_build_refuses_a_tree_build_frontend_did_not_record(tmp_path: Path) -> None:
     require_cli()
     write_site(tmp_path / "site", "x")

@@ -230,18 +230,19 @@ def install_state(frontend: Path) -> str | None:
     )
 
 
-INSTALL_LOCK = ".install.lock"
-INSTALL_WAIT_SECONDS = 600  # another run's `npm ci` into the same folder
+NPM_FOLDER_LOCK = ".install.lock"
+NPM_FOLDER_WAIT_SECONDS = 600  # for another run's `npm ci` or build in the same folder
 
 
 @contextmanager
-def install_lock(folder: Path) -> Iterator[str | None]:
-    """Hold `folder`'s install lock; yields why installing can be skipped (`install_state`).
+def npm_folder_lock(folder: Path) -> Iterator[str | None]:
+    """Hold the lock of an npm folder; yields why installing can be skipped (`install_state`).
 
     Runs that share a checkout (nox sessions in parallel, two deploys) install one at a time,
-    and the second finds the first's node_modules instead of replacing it under its build.
+    and the second finds the first's node_modules instead of replacing it under its build;
+    build-frontend holds it through its build too (Docusaurus writes inside the folder).
     """
-    with file_lock(folder / INSTALL_LOCK, "npm-install", INSTALL_WAIT_SECONDS):
+    with file_lock(folder / NPM_FOLDER_LOCK, "npm-folder", NPM_FOLDER_WAIT_SECONDS):
         yield install_state(folder)
 
 
@@ -349,12 +350,12 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             run.console.print(f"    {source} -> /{candidates[0].removesuffix('/index.html')}")
 
     def install(run: Run) -> None:
-        with install_lock(frontend) as reason:
-            if reason is not None:
-                run.console.print(f"    skipped: {reason}")
-                return
-            code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
-                                 _npm_env())
+        reason = run.resources.enter_context(npm_folder_lock(frontend))  # through the build
+        if reason is not None:
+            run.console.print(f"    skipped: {reason}")
+            return
+        code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
+                             _npm_env())
         if code != 0:
             raise OperationFailed(f"npm ci exited {code}: {' / '.join(lines[-3:])}")
 
@@ -432,8 +433,9 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         Step("check-tools", f"{tools.node} --version ({tools.node_version}); {tools.npm}"
              " --version", check_tools),
         Step("check-docs", f"{len(pages)} docs in {docs_dir} -> /{DOCS_ROUTE}/...", check_docs),
-        Step("install", f"cd {frontend} && npm ci --no-audit --no-fund"
-             " (skipped when node_modules matches package-lock.json)", install),
+        Step("install", f"flock {frontend / NPM_FOLDER_LOCK} (held through the build); cd"
+             f" {frontend} && npm ci --no-audit --no-fund (skipped when node_modules matches"
+             " package-lock.json)", install),
         Step("build", f"cd {frontend} && {assignments} npm run build", build),
         Step("validate", f"{output}: index.html, {len(pages)} doc pages,"
              f" at most {_megabytes(SIZE_BUDGET_BYTES)}", validate),

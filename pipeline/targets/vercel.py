@@ -33,7 +33,7 @@ import httpx
 from pipeline.core import OptionValue, Run, Step, composed
 from pipeline.deploy_config import DEPLOY_CONFIG
 from pipeline.errors import OperationFailed, UsageError
-from pipeline.operations.build_frontend import BUILD_INFO, install_lock, select_profile
+from pipeline.operations.build_frontend import BUILD_INFO, npm_folder_lock, select_profile
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -138,7 +138,7 @@ class VercelTarget(Target):
 
     def _install_step(self) -> Step:
         def install(run: Run) -> None:
-            with install_lock(CLI_DIR) as reason:
+            with npm_folder_lock(CLI_DIR) as reason:
                 if reason is not None:
                     run.console.print(f"    skipped: {reason}")
                     return
