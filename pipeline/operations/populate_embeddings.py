@@ -24,6 +24,7 @@ store nor the model, and holds the stamped recall against `--min-recall`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,6 +344,12 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
                               f" of {stamp.finished_at} left them: the store is not opened")
             return
         run.resources.callback(remember, run)  # runs once the store below is closed
+        # Past the stamp a run embeds as a rule (changed chunks, the validation's new headings):
+        # the local model loads in a thread while the store opens (Qdrant's import is Python,
+        # the model's load mostly native code that releases the GIL).
+        preload = getattr(embedder, "preload", None)
+        if preload is not None:
+            threading.Thread(target=preload, name="load-model", daemon=True).start()
         try:
             client = run.resources.enter_context(open_writer_store(settings, wait=timeout))
         except StoreBusyError as error:

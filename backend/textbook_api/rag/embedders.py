@@ -9,6 +9,7 @@ an indexing run with nothing to embed only counts tokens, and its start-up is mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -175,6 +176,13 @@ class LocalEmbedder:
                 raise ModelFilesError(f"cannot load the local model: {exc}") from exc
             self._loaded = (tokenizer, session, {i.name for i in session.get_inputs()})
         return self._loaded
+
+    def preload(self) -> None:
+        """Load what embedding needs now instead of on the first text. Run in a thread, it
+        overlaps the caller's other work (the checksum and the ONNX session release the GIL);
+        a failure is left to be raised where the model is first used."""
+        with self._lock, contextlib.suppress(ModelFilesError, OSError):
+            self._load()
 
     @property
     def model_id(self) -> str:
