@@ -259,9 +259,10 @@ def write_site(frontend: Path, tag: str) -> None:
 
 @pytest.fixture
 def vercel_env(
-    vercel: FakeVercel, settings_env: dict[str, str], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    vercel: FakeVercel, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
+    """The deploy's settings. It records on SQLite: the CLI is this module's subject, and the
+    recorder is tested on both dialects elsewhere (the PostgreSQL sessions leave these out)."""
     require_cli()
     # deploy.toml's production site_url is the fake's production; the rest is the real file.
     (tmp_path / "deploy.toml").write_text(
@@ -270,7 +271,8 @@ def vercel_env(
     monkeypatch.chdir(tmp_path)
     write_site(tmp_path / "frontend", "new")
     env = {
-        **settings_env,
+        "DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": sqlite_url,
         "FRONTEND_DIR": str(tmp_path / "frontend"),
         "VERCEL_TOKEN": TOKEN,
         "VERCEL_ORG_ID": "team_1",
