@@ -113,9 +113,12 @@ def tests(session: nox.Session, database: str) -> None:
     # pytest.ini's 85 % floor is the whole suite's, held where all of it runs (first Python,
     # SQLite); the other sessions run a part (PostgreSQL: the database tests only) with 72 %.
     floor = [] if full and database == "sqlite" else ["--cov-fail-under=72"]
-    # One pytest-xdist worker per core; `xdist_group` marks keep a module's shared fixtures (a
-    # site build, an image, a deployed stack) on one worker, so each is made once.
-    parallel = ["--numprocesses=auto", "--dist=loadgroup"]
+    # The first Python's sessions, which hold the integration tests and are the longest of a
+    # parallel nox run, get one pytest-xdist worker per core (`xdist_group` marks keep a
+    # module's shared fixtures -- a site build, an image, a deployed stack -- on one worker, so
+    # each is made once). The others run in one process: nox already runs sessions side by
+    # side, and each worker's start-up costs ~12 CPU-s. `-- --numprocesses=N` overrides.
+    parallel = ["--numprocesses=auto", "--dist=loadgroup"] if full else []
     env = {"TEST_DATABASE": database, "COVERAGE_FILE": f"var/coverage/.coverage.{name}"}
     if session.python != PYTHONS[0]:
         # sys.monitoring (3.12+) measures the same lines as the C tracer with a quarter less CPU
