@@ -43,10 +43,10 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-# Three at a time on two cores: the test sessions wait on subprocesses, servers and the network
+# Four at a time on two cores: the test sessions wait on subprocesses, servers and the network
 # much of their time. The few that cannot share the machine or the checkout opt out
 # (allow_parallel=False) and run alone.
-PARALLEL_SESSIONS = 3
+PARALLEL_SESSIONS = 4
 nox.options.parallel = PARALLEL_SESSIONS
 nox.options.allow_parallel = True
 # Environments are installed without bytecode and Python writes it as modules are first imported:
