@@ -8,6 +8,7 @@ sessions run PARALLEL_SESSIONS at a time, each session's output printed when it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -56,7 +57,7 @@ nox.options.allow_parallel = True
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # The whole suite on the first Python with SQLite is the longest session of a parallel run
 # (every integration test; a third of the README command's CPU): the sessions that run beside
-# it give way (`nice`), so it never waits behind them and they use the time it spends waiting on
+# it give way, so it does not wait behind them and they use the time it spends waiting on
 # servers and subprocesses. Mild enough that their own deadlines hold on a loaded machine.
 GIVE_WAY_NICENESS = 5
 
@@ -64,6 +65,13 @@ GIVE_WAY_NICENESS = 5
 def give_way() -> None:
     """Lower this session's CPU priority (and its subprocesses') below the whole suite's."""
     os.nice(GIVE_WAY_NICENESS)
+    # Where the kernel shares CPU between sessions first (autogroup), `nice` ranks processes only
+    # within their session, and nox starts each parallel session in a session of its own: lower
+    # that session's share too. Only when this process leads it, so that `nox -s NAME` from a
+    # shell never lowers the shell's own session.
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(GIVE_WAY_NICENESS))
 
 
 def sync(session: nox.Session, *groups: str, project: bool = True) -> None:
