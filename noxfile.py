@@ -8,7 +8,6 @@ sessions run PARALLEL_SESSIONS at a time, each session's output printed when it 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -55,23 +54,6 @@ nox.options.allow_parallel = True
 # imports. Where PYTHONDONTWRITEBYTECODE is set (as on these machines) nothing would be written,
 # and every subprocess a test starts would compile what it imports again.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-# The whole suite on the first Python with SQLite is the longest session of a parallel run
-# (every integration test; a third of the README command's CPU): the sessions that run beside
-# it give way, so it does not wait behind them and they use the time it spends waiting on
-# servers and subprocesses. Mild enough that their own deadlines hold on a loaded machine.
-GIVE_WAY_NICENESS = 5
-
-
-def give_way() -> None:
-    """Lower this session's CPU priority (and its subprocesses') below the whole suite's."""
-    os.nice(GIVE_WAY_NICENESS)
-    # Where the kernel shares CPU between sessions first (autogroup), `nice` ranks processes only
-    # within their session, and nox starts each parallel session in a session of its own: lower
-    # that session's share too. Only when this process leads it, so that `nox -s NAME` from a
-    # shell never lowers the shell's own session.
-    if os.getsid(0) == os.getpid():
-        with contextlib.suppress(OSError):
-            Path("/proc/self/autogroup").write_text(str(GIVE_WAY_NICENESS))
 
 
 def sync(session: nox.Session, *groups: str, project: bool = True) -> None:
@@ -110,7 +92,6 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def typecheck(session: nox.Session) -> None:
     """mypy (mypy.ini): strict on the backend package and pipeline/."""
-    give_way()
     sync(session, "typecheck")
     session.run("mypy", *session.posargs)
 
@@ -125,11 +106,9 @@ def tests(session: nox.Session, database: str) -> None:
     "nox sessions", says why). PostgreSQL sessions run only the tests that use the session's
     database (conftest.py): the others would repeat the SQLite session's work exactly.
     """
+    sync(session, "test")
     name = f"{session.python}-{database}"
     full = session.python == PYTHONS[0]
-    if not (full and database == "sqlite"):
-        give_way()
-    sync(session, "test")
     scope = [] if full else ["-m", "not integration"]
     # pytest.ini's 85 % floor is the whole suite's, held where all of it runs (first Python,
     # SQLite); the other sessions run a part (PostgreSQL: the database tests only) with 72 %.
@@ -179,7 +158,6 @@ def coverage(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def security(session: nox.Session) -> None:
     """bandit, detect-secrets (.secrets.baseline), trivy config on backend/Dockerfile and helm/."""
-    give_way()
     sync(session, "security", project=False)
     report = session.run(
         "bandit", "-c", "pyproject.toml", "-r", "backend/textbook_api", "pipeline", silent=True
@@ -231,7 +209,6 @@ def frontend(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def frontend_e2e(session: nox.Session) -> None:
     """`invoke build-frontend`, then the headless-Chromium smoke test and axe audit of the site."""
-    give_way()
     sync(session)
     session.run("invoke", "build-frontend", *session.posargs)
     session.run(
@@ -243,7 +220,6 @@ def frontend_e2e(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def stack_e2e(session: nox.Session) -> None:
     """`invoke up` on its own data dir, a question asked in headless Chromium, `invoke down`."""
-    give_way()
     sync(session)
     data_dir = ROOT / "var" / "stack-e2e"
     env = {"DATA_DIR": str(data_dir), "LOCAL_PORT": STACK_PORT}
