@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import textwrap
 import threading
 import time
@@ -210,12 +209,6 @@ def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     with _postgres_database() as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_docs(root: Path, files: dict[str, str]) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import nox
@@ -24,10 +25,8 @@ PYTHON_SOURCES = [
 DOCKERFILES = [ROOT / "backend" / "Dockerfile"]
 FRONTEND = ROOT / "frontend"
 ACTIONLINT = ROOT / "tools" / "actionlint"
-STACK_PORT = "18765"
-STACK_URL = f"http://127.0.0.1:{STACK_PORT}"
 E2E_ARTIFACTS = ROOT / "var" / "artifacts" / "e2e"
-# The perf session's own local stack: a port of its own (PERF_PORT overrides), beside stack_e2e's.
+# The perf session's own local stack: a port of its own (PERF_PORT overrides).
 PERF_PORT = os.environ.get("PERF_PORT", "18766")
 KUBERNETES_TOOLS = ROOT / "tools" / "kubernetes"
 CHART = ROOT / "helm" / "textbook-stack"
@@ -217,17 +216,31 @@ def frontend_e2e(session: nox.Session) -> None:
     )
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (nox's interpreter lacks the project's helpers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @nox.session(python=PYTHONS[0])
 def stack_e2e(session: nox.Session) -> None:
-    """`invoke up` on its own data dir, a question asked in headless Chromium, `invoke down`."""
+    """`invoke up` on its own data dir, a question asked in headless Chromium, `invoke down`.
+
+    The stack takes a free port and builds its site in its data dir, so it shares neither with
+    frontend_e2e (which serves frontend/build) nor with anything else on the machine.
+    """
     sync(session)
     data_dir = ROOT / "var" / "stack-e2e"
-    env = {"DATA_DIR": str(data_dir), "LOCAL_PORT": STACK_PORT}
+    port = free_port()
+    env = {"DATA_DIR": str(data_dir), "LOCAL_PORT": str(port),
+           "FRONTEND_BUILD_DIR": str(data_dir / "site")}
     session.run("invoke", "up", *session.posargs, env=env)
     try:
         session.run(
             "npm", "run", "e2e", f"--prefix={FRONTEND}", external=True,
-            env={"E2E_ARTIFACTS_DIR": str(E2E_ARTIFACTS), "E2E_STACK_URL": STACK_URL},
+            env={"E2E_ARTIFACTS_DIR": str(E2E_ARTIFACTS),
+                 "E2E_STACK_URL": f"http://127.0.0.1:{port}"},
         )
     finally:
         session.run("invoke", "down", env=env)

@@ -15,7 +15,6 @@ import contextlib
 import io
 import os
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import cli  # noqa: E402
+from pipeline.local import free_port  # noqa: E402
 from pipeline.local.loadgen import Load  # noqa: E402
 from textbook_api.config import get_settings  # noqa: E402
 
@@ -76,9 +76,7 @@ def load_during(url: str, *argv: str) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = str(free_port())
     os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="bench-deploy-")
     os.environ.pop("DATABASE_URL", None)
     get_settings.cache_clear()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,11 +33,7 @@ require("bench_page_weight", [
     file(FRONTEND / "node_modules" / "playwright-core", "npm ci --prefix frontend"),
 ])
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from pipeline.local import free_port  # noqa: E402
 
 
 def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

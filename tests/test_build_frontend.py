@@ -107,6 +107,7 @@ def toolchain() -> None:
 @dataclass(frozen=True)
 class Built:
     frontend: Path
+    site: Path  # FRONTEND_BUILD_DIR, outside the frontend folder
     data_dir: Path
     result: Result
 
@@ -146,9 +147,11 @@ def production_build(tmp_path_factory: pytest.TempPathFactory) -> Built:
         (frontend / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
         (frontend / "docs" / name).write_text(text)
     data_dir = folder / "data"
-    env = {"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir)}
+    site = folder / "site"
+    env = {"FRONTEND_DIR": str(frontend), "DATA_DIR": str(data_dir),
+           "FRONTEND_BUILD_DIR": str(site)}
     _PRODUCTION_BUILD.append(
-        Built(frontend, data_dir, run_operation(env, "--environment", "production")))
+        Built(frontend, site, data_dir, run_operation(env, "--environment", "production")))
     return _PRODUCTION_BUILD[0]
 
 
@@ -159,8 +162,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 def test_the_operation_builds_and_validates_the_site(built: Built) -> None:
     assert built.result.code == ExitCode.OK, built.result.out + built.result.err
-    site = built.frontend / "build"
+    site = built.site
     assert (site / "index.html").is_file()
+    # FRONTEND_BUILD_DIR keeps runs sharing a checkout apart: nothing lands in frontend/build.
+    assert not (built.frontend / "build").exists()
+    assert f"npm run build -- --out-dir {site.resolve()}" in built.result.out
     chapters = sorted((built.frontend / "docs").glob("*.md*"))
     assert len(chapters) >= 8
     for chapter in chapters:
@@ -171,9 +177,9 @@ def test_the_operation_builds_and_validates_the_site(built: Built) -> None:
 
 
 def test_the_build_gets_the_environment_from_deploy_toml(built: Built) -> None:
-    index = (built.frontend / "build" / "index.html").read_text()
+    index = (built.site / "index.html").read_text()
     assert "https://physical-ai-textbook.vercel.app/" in index  # SITE_URL: canonical links
-    bundles = "".join(p.read_text() for p in (built.frontend / "build").rglob("*.js"))
+    bundles = "".join(p.read_text() for p in built.site.rglob("*.js"))
     assert "https://textbook-api-production.up.railway.app" in bundles  # TEXTBOOK_API_URL
 
 
@@ -181,12 +187,12 @@ def test_the_manifest_records_a_digest_that_matches_the_tree(built: Built) -> No
     manifests = sorted((built.data_dir / "artifacts" / "build-frontend").glob("*.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
-    sha256, size = recompute_digest(built.frontend / "build")
+    sha256, size = recompute_digest(built.site)
     assert (manifest["sha256"], manifest["size"]) == (sha256, size)
     assert manifest["kind"] == "static-site"
     assert manifest["environment"] == "production"
     assert manifests[0].name.endswith(f"-{sha256[:12]}.json")
-    assert f"artifact static-site: {(built.frontend / 'build').resolve()}" in built.result.out
+    assert f"artifact static-site: {built.site.resolve()}" in built.result.out
     assert f"sha256 {sha256}" in built.result.out
 
 
@@ -231,7 +237,7 @@ def sitemap_doc_routes(site: Path) -> set[str]:
 
 def test_doc_routes_match_the_routes_the_build_emits(built: Built) -> None:
     """One route implementation serves build-frontend's page check and the indexer's URLs."""
-    emitted = sitemap_doc_routes(built.frontend / "build")
+    emitted = sitemap_doc_routes(built.site)
     docs = built.frontend / "docs"
     expected = {"/" + files[0].removesuffix("/index.html")
                 for files in build_frontend.expected_pages(docs).values()}
@@ -247,7 +253,7 @@ def test_doc_routes_match_the_routes_the_build_emits(built: Built) -> None:
 
 def test_hashed_assets_are_the_only_files_under_assets(built: Built) -> None:
     """vercel.json caches /assets/* as immutable: safe only if every name carries a hash."""
-    assets = [p for p in (built.frontend / "build" / "assets").rglob("*") if p.is_file()]
+    assets = [p for p in (built.site / "assets").rglob("*") if p.is_file()]
     assert assets
     unhashed = [p.name for p in assets if not re.search(r"[.-][0-9a-f]{8,}\.", p.name)]
     assert unhashed == []
@@ -281,6 +287,17 @@ def test_no_docs_is_a_usage_error(toolchain: None, tmp_path: Path) -> None:
     result = run_operation({"FRONTEND_DIR": str(frontend), "DATA_DIR": str(tmp_path)})
     assert result.code == ExitCode.USAGE
     assert "holds no .md or .mdx doc" in result.err
+
+
+@pytest.mark.parametrize("inside", [".", ".."])
+def test_a_build_dir_holding_the_frontend_is_a_usage_error(inside: str, tmp_path: Path) -> None:
+    frontend = site_copy(tmp_path)
+    build_dir = frontend / inside
+    result = run_operation({"FRONTEND_DIR": str(frontend), "DATA_DIR": str(tmp_path / "data"),
+                            "FRONTEND_BUILD_DIR": str(build_dir)})
+    assert result.code == ExitCode.USAGE, result.out + result.err
+    assert f"FRONTEND_BUILD_DIR {build_dir} would hold FRONTEND_DIR {frontend}" in result.err
+    assert (frontend / "docs" / "kinematics.md").is_file() and "plan" not in result.out
 
 
 def test_node_missing_is_a_usage_error_naming_node(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from conftest import ROOT, door_command, door_env, free_port, unavailable
+from conftest import ROOT, door_command, door_env, unavailable
+from pipeline.local import free_port
 from pipeline.errors import UsageError
 from pipeline.operations.build_image import Engine, parse_registry
 from textbook_api.redaction import Redactor, secret_values

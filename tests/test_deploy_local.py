@@ -16,7 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from conftest import ROOT, door_command, door_env, free_port
+from conftest import ROOT, door_command, door_env
+from pipeline.local import free_port
 from pipeline import cli
 from pipeline.local import server
 from pipeline.local.loadgen import Load
@@ -273,6 +274,22 @@ def test_a_port_taken_by_a_foreign_process_exits_2_naming_it(
         code = cli.main(["deploy-backend", "--port", str(port), "--environment", "squat"])
     assert code == 2
     assert f"port {port} on 127.0.0.1 is taken by pid {os.getpid()}" in capsys.readouterr().err
+
+
+def test_a_prebuilt_deploy_takes_the_site_from_frontend_build_dir(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    elsewhere = tmp_path / "site"
+    (elsewhere / "docs").mkdir(parents=True)
+    (elsewhere / "index.html").write_text("<h1>Physical AI textbook, built elsewhere</h1>")
+    monkeypatch.setenv("FRONTEND_BUILD_DIR", str(elsewhere))
+    get_settings.cache_clear()
+    try:
+        assert stack.run("deploy-frontend", "--prebuilt") == 0
+    finally:
+        monkeypatch.delenv("FRONTEND_BUILD_DIR")
+        get_settings.cache_clear()
+    assert "built elsewhere" in httpx.get(f"{stack.url}/").text
 
 
 def test_an_unknown_target_exits_2(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,8 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from conftest import ROOT, free_port, unavailable
+from conftest import ROOT, unavailable
+from pipeline.local import free_port
 from pipeline import cli
 from pipeline.targets.kubernetes import schema_problems
 from textbook_api import migrate

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT
+from pipeline.local import free_port
 from pipeline.loadtest import (
     THRESHOLDS,
     EndpointStats,

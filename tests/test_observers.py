@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT, Reply, Request, door_command, door_env, free_port, stand_in
+from conftest import ROOT, Reply, Request, door_command, door_env, stand_in
+from pipeline.local import free_port
 from pipeline import cli
 from pipeline.observers.base import Delivery, NotDelivered, Transient, failure_for, retry_after
 from textbook_api.db import build_engine

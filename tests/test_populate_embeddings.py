@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from qdrant_client import models
 
-from conftest import ROOT, FakeCohere, door_command, door_env, free_port, write_docs
+from conftest import ROOT, FakeCohere, door_command, door_env, write_docs
+from pipeline.local import free_port
 from pipeline import cli
 from pipeline.locks import file_lock
 from textbook_api.rag.store import ensure_collection, open_store

@@ -514,7 +514,7 @@ def test_vercel_build_packages_every_page_and_the_chat_widget(
     assert site.result.code == 0, site.result.out + site.result.err
     frontend = site.frontend
     folder = tmp_path_factory.mktemp("vercel-build")
-    built = vercel_build(folder / "work", frontend / "build")
+    built = vercel_build(folder / "work", site.site)
     assert built.returncode == 0, built.stderr
     output = folder / "work" / ".vercel" / "output"
     config = json.loads((output / "config.json").read_text())
@@ -528,5 +528,5 @@ def test_vercel_build_packages_every_page_and_the_chat_widget(
     assert "Cited sections" in bundles  # the chat widget
     assert "https://textbook-api-production.up.railway.app" in bundles
     info = json.loads((static / "build-info.json").read_text())
-    assert info == json.loads((frontend / "build" / "build-info.json").read_text())
+    assert info == json.loads((site.site / "build-info.json").read_text())
     assert len(info["site_sha256"]) == 64

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     local_port: int = Field(8765, ge=1, le=65535)
     # The Docusaurus site that build-frontend builds (its docs/, package-lock.json, build/).
     frontend_dir: Path = Path("frontend")
+    # Where build-frontend writes the site and deploy-frontend --prebuilt reads it; None:
+    # <frontend_dir>/build. Runs that share a checkout at once (the e2e sessions) keep apart.
+    frontend_build_dir: Path | None = None
     # The port `python -m textbook_api` (the container image's command) listens on.
     port: int = Field(8000, ge=1, le=65535)
     # build-image: the registry (host[:port][/namespace]) and repository name its tags go to,
@@ -132,6 +135,13 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / DATABASE_FILE_NAME).resolve()}"
+
+    @property
+    def site_build_dir(self) -> Path:
+        """The directory build-frontend builds the site into."""
+        if self.frontend_build_dir is not None:
+            return self.frontend_build_dir
+        return self.frontend_dir / "build"
 
     @property
     def qdrant_local_path(self) -> Path:

@@ -3,8 +3,11 @@
 The environment's public settings (site URL, API base URL) come from the `[frontend.<env>]`
 tables of the committed `deploy.toml`; they reach Docusaurus as SITE_URL, TEXTBOOK_API_URL and
 SITE_ENVIRONMENT. `npm ci` is skipped when node_modules already matches package-lock.json.
-Docusaurus builds into `<FRONTEND_DIR>/build` (broken links and broken Markdown links throw);
-a build or validation failure removes that tree, so no half-built site is left looking done.
+Docusaurus builds into FRONTEND_BUILD_DIR (default `<FRONTEND_DIR>/build`; broken links and
+broken Markdown links throw); a build or validation failure removes that tree, so no half-built
+site is left looking done. Runs sharing a checkout build one at a time (the npm folder's lock),
+and runs at once that read their build afterwards (the e2e sessions) each set a folder of their
+own, so one never serves or deploys a tree the other is rebuilding.
 
 Validation: `index.html`, one rendered page per doc (routes from the one implementation,
 `textbook_api.rag.chunking.doc_slug`, which the indexer's chunk URLs use too),
@@ -53,7 +56,7 @@ ARTIFACT_KIND = "static-site"
 SIZE_BUDGET_BYTES = 25 * 1024 * 1024
 MIN_NODE_MAJOR = 20
 DOCS_ROUTE = DOCS_URL.strip("/")  # routeBasePath of the docs plugin (docusaurus.config.js)
-OUTPUT_DIR = "build"  # Docusaurus's default out dir; vercel.json serves <FRONTEND_DIR>/build
+OUTPUT_DIR = "build"  # vercel.json serves frontend/build of the folder it packages
 BUILD_INFO = "build-info.json"
 
 OPTIONS = (
@@ -324,8 +327,12 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     pages = expected_pages(docs_dir) if docs_dir.is_dir() else {}
     if not pages:
         raise UsageError(f"{docs_dir} holds no .md or .mdx doc: nothing to build")
+    output = settings.site_build_dir
+    out_dir = str(output.resolve())  # Docusaurus runs in the frontend folder
+    if output.resolve() in (frontend.resolve(), *frontend.resolve().parents):
+        raise UsageError(f"FRONTEND_BUILD_DIR {output} would hold FRONTEND_DIR {frontend}:"
+                         " the build replaces its folder")
     tools = find_toolchain()
-    output = frontend / OUTPUT_DIR
     artifacts = settings.data_dir / "artifacts" / NAME
     lock_path = settings.data_dir / f"{NAME}.lock"
     env = profile.build_env()
@@ -364,7 +371,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
 
     def build(run: Run) -> None:
         run.on_failure(f"remove the unfinished {output}", remove_output)
-        code, lines = stream(run, [tools.npm, "run", "build"], frontend, _npm_env(env))
+        code, lines = stream(run, [tools.npm, "run", "build", "--", "--out-dir", out_dir],
+                             frontend, _npm_env(env))
         if code != 0:
             problems = build_problems(lines) or lines[-5:]
             raise OperationFailed(
@@ -436,7 +444,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         Step("install", f"flock {frontend / NPM_FOLDER_LOCK} (held through the build); cd"
              f" {frontend} && npm ci --no-audit --no-fund (skipped when node_modules matches"
              " package-lock.json)", install),
-        Step("build", f"cd {frontend} && {assignments} npm run build", build),
+        Step("build", f"cd {frontend} && {assignments} npm run build -- --out-dir {out_dir}",
+             build),
         Step("validate", f"{output}: index.html, {len(pages)} doc pages,"
              f" at most {_megabytes(SIZE_BUDGET_BYTES)}", validate),
         Step("identify", f"write {output}/{BUILD_INFO} (git sha, the validated tree's sha256)",

@@ -15,7 +15,7 @@ SERVICE = "frontend"
 OPTIONS = (
     *TARGET_OPTIONS,
     KEEP_OPTION,
-    Option("prebuilt", "deploy the site already built in FRONTEND_DIR/build (no build step)",
+    Option("prebuilt", "deploy the site already built in FRONTEND_BUILD_DIR (no build step)",
            False),
 )
 

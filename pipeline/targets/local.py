@@ -134,7 +134,7 @@ class LocalTarget(Target):
             steps = [
                 self.lock_step(service),
                 *build,
-                *self._site_steps(self.settings.frontend_dir / "build"),
+                *self._site_steps(self.settings.site_build_dir),
             ]
         return [*steps, self._prune_step(service, keep)]
 

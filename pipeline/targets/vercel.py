@@ -3,8 +3,8 @@
 One build path: vercel.json turns Vercel's own Git builds off (`git.deploymentEnabled: false`)
 and its buildCommand only checks that a recorded build is there, so what Vercel serves is the
 tree build-frontend built, validated and recorded. The flow is the one Vercel documents for CI:
-`vercel pull`, `vercel build` (which packages FRONTEND_DIR/build as Build Output API v3 with
-vercel.json's headers and clean URLs), `vercel deploy --prebuilt`, then a check that the
+`vercel pull`, `vercel build` (which packages the site build-frontend built as Build Output
+API v3 with vercel.json's headers and clean URLs), `vercel deploy --prebuilt`, then a check that the
 deployment serves our `build-info.json`. Production deploys with `--skip-domain`, so nothing
 moves to the production domains until `vercel promote` after that check: a failed or stuck
 deploy leaves the previous deployment serving.
@@ -201,7 +201,7 @@ class VercelTarget(Target):
     def deploy_steps(self, service: str) -> list[Step]:
         from pipeline.operations import build_frontend  # the operations import the registry
 
-        built = self.settings.frontend_dir / build_frontend.OUTPUT_DIR
+        built = self.settings.site_build_dir
         build = [] if self.options.get("prebuilt") else composed(
             build_frontend.OPERATION, self.settings, environment=self.environment)
         prod = ("--prod",) if self.production else ()
