@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeCohere, free_port
+from conftest import FakeCohere
+from pipeline.local import free_port
 from textbook_api.rag.embedders import CohereChat, CohereEmbedder
 from textbook_api.rag.errors import (
     EmbedderAuthError,
