@@ -20,7 +20,7 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 DATABASES = ["sqlite", "postgres"]
 PYTHON_SOURCES = [
     "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py",
-    "tools/base_images.py", "tools/mutation",
+    "tools/base_images.py", "tools/mutation", ".ci/failed_sessions.py",
 ]
 DOCKERFILES = [ROOT / "backend" / "Dockerfile"]
 FRONTEND = ROOT / "frontend"

@@ -1,4 +1,7 @@
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -33,3 +36,26 @@ def test_the_readme_links_to_files_and_headings_that_exist() -> None:
         assert target.is_file(), path
         if anchor:
             assert anchor in heading_anchors(target.read_text()), f"{path}#{anchor}"
+
+
+def test_ci_repeats_the_output_of_each_failed_session_at_the_end(tmp_path: Path) -> None:
+    # A parallel nox run prints a session's output when it ends; the log's tail must still
+    # name an early failure's cause.
+    log = tmp_path / "ci.log"
+    log.write_text("\n".join([
+        "Starting session early...",
+        "========== \N{BALLOT X} early: failed, 7 seconds ==========",
+        "nox > Running session early",
+        "Error: port 18765 on 127.0.0.1 is taken by pid 42",
+        "Starting session late...",
+        "========== \N{CHECK MARK} late: success, 9 minutes ==========",
+        *(f"late output {n}" for n in range(500)),
+        "nox > * early: failed, took 7 seconds",
+    ]) + "\n")
+    result = subprocess.run([sys.executable, str(ROOT / ".ci" / "failed_sessions.py"), str(log)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [
+        "========== \N{BALLOT X} early: failed, 7 seconds ==========",
+        "nox > Running session early",
+        "Error: port 18765 on 127.0.0.1 is taken by pid 42",
+    ]
