@@ -328,8 +328,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
     if not pages:
         raise UsageError(f"{docs_dir} holds no .md or .mdx doc: nothing to build")
     output = settings.site_build_dir
-    out_dir = str(output.resolve())  # Docusaurus runs in the frontend folder
-    if output.resolve() in (frontend.resolve(), *frontend.resolve().parents):
+    out_dir = output.resolve()  # absolute: Docusaurus runs in the frontend folder
+    if out_dir in (frontend.resolve(), *frontend.resolve().parents):
         raise UsageError(f"FRONTEND_BUILD_DIR {output} would hold FRONTEND_DIR {frontend}:"
                          " the build replaces its folder")
     tools = find_toolchain()
@@ -371,7 +371,7 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
 
     def build(run: Run) -> None:
         run.on_failure(f"remove the unfinished {output}", remove_output)
-        code, lines = stream(run, [tools.npm, "run", "build", "--", "--out-dir", out_dir],
+        code, lines = stream(run, [tools.npm, "run", "build", "--", "--out-dir", str(out_dir)],
                              frontend, _npm_env(env))
         if code != 0:
             problems = build_problems(lines) or lines[-5:]

@@ -4,10 +4,10 @@ One build path: vercel.json turns Vercel's own Git builds off (`git.deploymentEn
 and its buildCommand only checks that a recorded build is there, so what Vercel serves is the
 tree build-frontend built, validated and recorded. The flow is the one Vercel documents for CI:
 `vercel pull`, `vercel build` (which packages the site build-frontend built as Build Output
-API v3 with vercel.json's headers and clean URLs), `vercel deploy --prebuilt`, then a check that the
-deployment serves our `build-info.json`. Production deploys with `--skip-domain`, so nothing
-moves to the production domains until `vercel promote` after that check: a failed or stuck
-deploy leaves the previous deployment serving.
+API v3 with vercel.json's headers and clean URLs), `vercel deploy --prebuilt`, then a check
+that the deployment serves our `build-info.json`. Production deploys with `--skip-domain`, so
+nothing moves to the production domains until `vercel promote` after that check: a failed or
+stuck deploy leaves the previous deployment serving.
 
 The CLI is pinned in tools/vercel and installed from its lock (see CLI_INSTALL). It reads
 VERCEL_TOKEN, VERCEL_ORG_ID and VERCEL_PROJECT_ID from its environment, so the token never goes
