@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import text
 
 from conftest import ROOT, TEST_DATABASE
@@ -24,33 +25,46 @@ def test_the_test_database_is_the_dialect_the_session_asked_for(database_url: st
     engine.dispose()
 
 
-def collect(database: str, path: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--no-cov", "-p",
-         "no:cacheprovider", path],
-        cwd=ROOT, env={**os.environ, "TEST_DATABASE": database}, capture_output=True, text=True,
-        check=False,
-    )
+INDEPENDENT = "tests/test_bench_prerequisites.py"  # database_independent, all of it
+THIS = "tests/test_database_dialect.py"
 
 
-def test_a_postgres_session_leaves_out_the_database_independent_tests() -> None:
-    independent = "tests/test_bench_prerequisites.py"  # database_independent, all of it
-    on_sqlite = collect("sqlite", independent)
-    assert on_sqlite.returncode == 0, on_sqlite.stdout + on_sqlite.stderr
-    count = re.search(r"(\d+) tests collected", on_sqlite.stdout)
-    assert count and int(count.group(1)) > 0
-    on_postgres = collect("postgres", independent)
-    assert on_postgres.returncode == 5  # pytest's "no tests ran"
-    assert f"no tests collected ({count.group(1)} deselected)" in on_postgres.stdout
+@pytest.fixture(scope="module")
+def collected() -> dict[str, subprocess.CompletedProcess[str]]:
+    """`pytest --collect-only` of both files as each dialect's session sees them (one run per
+    dialect: a collection imports every plugin and costs seconds)."""
+    return {
+        database: subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "--no-cov", "-p",
+             "no:cacheprovider", INDEPENDENT, THIS],
+            cwd=ROOT, env={**os.environ, "TEST_DATABASE": database}, capture_output=True,
+            text=True, check=False,
+        )
+        for database in ("sqlite", "postgres")
+    }
 
 
-def test_a_postgres_session_runs_only_the_tests_that_use_its_database() -> None:
+def node_ids(result: subprocess.CompletedProcess[str], path: str) -> list[str]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(f"{path}::")]
+
+
+def test_a_postgres_session_leaves_out_the_database_independent_tests(
+    collected: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    independent = node_ids(collected["sqlite"], INDEPENDENT)
+    assert independent
+    assert node_ids(collected["postgres"], INDEPENDENT) == []
+    deselected = re.search(r"\((\d+) deselected\)", collected["postgres"].stdout)
+    assert deselected and int(deselected.group(1)) == len(independent) + 2  # + this file's two
+
+
+def test_a_postgres_session_runs_only_the_tests_that_use_its_database(
+    collected: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
     """A test without a database fixture does the same work on either dialect: the PostgreSQL
     session leaves it to the SQLite one."""
-    this = "tests/test_database_dialect.py"
-    on_sqlite, on_postgres = collect("sqlite", this), collect("postgres", this)
-    assert on_sqlite.returncode == 0 and on_postgres.returncode == 0, on_postgres.stderr
-    assert len([line for line in on_sqlite.stdout.splitlines() if "::" in line]) == 3
-    assert [line for line in on_postgres.stdout.splitlines() if "::" in line] == [
-        f"{this}::test_the_test_database_is_the_dialect_the_session_asked_for"
+    assert len(node_ids(collected["sqlite"], THIS)) == 3
+    assert node_ids(collected["postgres"], THIS) == [
+        f"{THIS}::test_the_test_database_is_the_dialect_the_session_asked_for"
     ]
