@@ -126,8 +126,12 @@ def _file_lock(
         }
 
         def write_record() -> None:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(record).encode(), 0)
+            # Overwrite in one write, padded with spaces (JSON allows them) over a longer old
+            # record: truncating first left the file empty between two calls, so a reader, or
+            # the run recovering from a holder killed there, found no holder.
+            data = json.dumps(record).encode()
+            os.pwrite(fd, data.ljust(os.fstat(fd).st_size), 0)
+            os.ftruncate(fd, len(data))
 
         write_record()
         stop = threading.Event()

@@ -13,7 +13,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from pipeline.errors import LockHeld
 from pipeline.locks import (
     Holder,
     _advisory_holder,
+    _file_holder,
     advisory_key,
     file_lock,
     holder_identity,
@@ -134,13 +135,42 @@ def test_a_lease_is_renewed_while_held_and_not_after(tmp_path: Path) -> None:
         while renewed["renewed"] == first["renewed"]:
             assert time.monotonic() < deadline, "the lease was never renewed"
             time.sleep(0.05)
-            # Between the renewal's truncate and its write the file is empty for a moment.
-            text_now = path.read_text()
-            renewed = json.loads(text_now) if text_now else renewed
+            renewed = record(path)
         assert renewed == {**first, "renewed": renewed["renewed"]}  # only the time moves
         assert str(renewed["renewed"]) > str(first["renewed"])
     time.sleep(0.2)
     assert path.read_text() == ""
+
+
+def test_between_any_two_writes_of_a_held_lease_the_file_names_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a reader (a waiting run, or the run recovering from a holder killed right there)
+    finds after each write the holder makes: its record, until the release empties the file."""
+    path = tmp_path / "deploy.lock"
+    dead = "a holder that died, its record longer than the new one's " * 4
+    path.write_text(json.dumps({"holder": dead, "since": "2026-11-23T18:00:00+00:00"}))
+    found: list[str] = []
+
+    def observed(write: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            result = write(*args)
+            found.append(str(_file_holder(path)))
+            return result
+        return call
+
+    monkeypatch.setattr(os, "pwrite", observed(os.pwrite))
+    monkeypatch.setattr(os, "ftruncate", observed(os.ftruncate))
+    with file_lock(path, "deploy", 0, renew_seconds=0.01):
+        deadline = time.monotonic() + 10
+        while len(found) < 20:
+            assert time.monotonic() < deadline, f"only {len(found)} writes: {found}"
+            time.sleep(0.01)
+    *held, released = found
+    stale = f"'{dead}' since 2026-11-23T18:00:00+00:00"
+    mine = f"'{IDENTITY}' since "
+    assert all(holder == stale or holder.startswith(mine) for holder in held), held
+    assert held[-1].startswith(mine) and released == "an unknown process"
 
 
 def test_without_a_lease_the_record_is_written_once(tmp_path: Path) -> None:
