@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from pathlib import Path
 
 import pytest
@@ -158,9 +160,31 @@ def test_local_store_can_be_reopened_and_is_locked_while_open(tmp_path: Path) ->
     again.close()
 
 
-def _env() -> dict[str, str]:
-    import os
+def test_a_refused_open_leaves_no_store_file_open(tmp_path: Path) -> None:
+    """A caller waiting for a held folder retries the open: each refusal must close what it
+    opened (counted with the garbage collector off, which would otherwise close it later)."""
+    path = tmp_path / "store"
+    with open_store(path) as holder:
+        ensure_collection(holder, COLL, "m", 4)
+        held = _open_store_files(path)
+        gc.disable()
+        try:
+            for _ in range(5):
+                with pytest.raises(StoreError, match="in use by another process"):
+                    open_client(path)
+            assert _open_store_files(path) == held
+        finally:
+            gc.enable()
 
+
+def _open_store_files(folder: Path) -> int:
+    """File descriptors of this process open on a file under `folder`."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir()
+               if str(Path(os.path.realpath(fd)).resolve()).startswith(str(folder.resolve())))
+
+
+def _env() -> dict[str, str]:
     import textbook_api
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(textbook_api.__file__).parents[1])

@@ -18,6 +18,7 @@ store (`--help`, an indexing run with nothing to do) need not pay.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import warnings
 from collections.abc import Iterator
@@ -35,6 +36,25 @@ logger = logging.getLogger(__name__)
 #: Payload fields stored with every point.
 PAYLOAD_FIELDS = ("source", "doc_id", "title", "heading_path", "ordinal", "breadcrumb",
                   "url", "text", "content_hash", "model_id", "chunker_version")
+
+
+def _held_by_another_client(folder: Path) -> bool:
+    """Whether a local client holds `folder`'s lock (qdrant_client flocks `.lock` there).
+
+    Asked before opening: qdrant_client opens every collection's SQLite file first and only then
+    finds the folder taken, leaving those connections open until garbage collection, one set per
+    attempt of a caller that waits for the folder.
+    """
+    lock = folder / ".lock"
+    if not lock.exists():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def open_client(
@@ -57,6 +77,8 @@ def open_client(
         return QdrantClient(location=":memory:")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
+    if _held_by_another_client(folder):
+        raise StoreError(f"local vector store {folder} is in use by another process")
     try:
         return QdrantClient(path=str(folder))
     except RuntimeError as exc:  # portalocker: "already accessed by another instance"
