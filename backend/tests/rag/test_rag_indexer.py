@@ -179,9 +179,9 @@ def test_a_refused_open_leaves_no_store_file_open(tmp_path: Path) -> None:
 
 def _open_store_files(folder: Path) -> int:
     """File descriptors of this process open on a file under `folder`."""
-    fds = Path("/proc/self/fd")
-    return sum(1 for fd in fds.iterdir()
-               if str(Path(os.path.realpath(fd)).resolve()).startswith(str(folder.resolve())))
+    under = f"{folder.resolve()}{os.sep}"
+    fds = Path("/proc/self/fd").iterdir()
+    return sum(1 for fd in fds if os.path.realpath(fd).startswith(under))
 
 
 def _env() -> dict[str, str]:
