@@ -36,7 +36,7 @@ from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
 # The tests that start the real CLI (a Node start-up of ~1 CPU-s per call, 34 CPU-s a session)
-# are integration tests: the first Python of the matrix runs them, on both databases.
+# are integration tests: the measured Python of the matrix runs them, on both databases.
 cli_runs = pytest.mark.integration
 TOKEN = "vercelcanary7d1f0a9c"  # the CLI refuses tokens with "-"
 VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
