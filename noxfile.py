@@ -104,11 +104,12 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs, env={"MYPY_CACHE_DIR": cache})
 
 
-@nox.session(python=PYTHONS)
+# The measured sessions first in the queue: they hold the integration tests, the longest of a
+# parallel run, which must not wait for a free slot behind the others.
+@nox.session(python=[MEASURED_PYTHON, *(python for python in PYTHONS if python != MEASURED_PYTHON)])
 @nox.parametrize("database", DATABASES)
 def tests(session: nox.Session, database: str) -> None:
-    """pytest against SQLite or the PostgreSQL server (TEST_POSTGRES_URL), with coverage on
-    MEASURED_PYTHON.
+    """pytest against SQLite or PostgreSQL (TEST_POSTGRES_URL); coverage on MEASURED_PYTHON.
 
     The integration tests (real builds, release processes, both doors as subprocesses) run on
     MEASURED_PYTHON only, the other interpreters run the rest without coverage (README, "nox
