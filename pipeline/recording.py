@@ -111,8 +111,8 @@ class Recorder:
 
     def note(self, message: str, *, step: str | None = None, **data: Any) -> None:
         self._event(step, "info", message, data=data)
-        if self._closed and self._engine is not None:
-            self._engine.dispose()
+        if self._closed:
+            self.close()
 
     def artifact(self, kind: str, uri: str, sha256: str, size_bytes: int) -> None:
         self._pending.append(
@@ -155,11 +155,15 @@ class Recorder:
         )
         self._flush(final=True)
         self._closed = True
-        if self._engine is not None:
-            self._engine.dispose()
+        self.close()
         level = logging.INFO if state == "succeeded" else logging.ERROR
         message = f"{self._job_fields['operation']} {state}" + (f": {error}" if error else "")
         logger.log(level, message, extra={"job_id": self.job_id, **self._job_fields})
+
+    def close(self) -> None:
+        """Let go of the database connections; a later report opens them again."""
+        if self._engine is not None:
+            self._engine.dispose()
 
     # Writing.
 
