@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,12 @@ from pipeline import cli
 from pipeline.errors import ExitCode
 from pipeline.locks import file_lock
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import npm_folder_lock, install_state
+from pipeline.operations.build_frontend import (
+    install_state,
+    npm_folder_lock,
+    provide_node_modules,
+)
+from textbook_api.config import Settings
 from textbook_api.rag.chunking import doc_slug, load_corpus
 
 # Under pytest-xdist one worker runs this module and test_vercel's `vercel build` test: they
@@ -66,13 +72,12 @@ def require_toolchain() -> None:
 
 
 def real_node_modules() -> Path:
-    """frontend/node_modules matching the lockfile (`npm ci` there once if it does not)."""
-    with npm_folder_lock(FRONTEND) as installed:
-        if installed is None:
-            subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True,
-                stdout=subprocess.DEVNULL,
-            )
+    """frontend/node_modules matching the lockfile (from the cache, or `npm ci` there once)."""
+    with npm_folder_lock(FRONTEND):
+        provide_node_modules(FRONTEND, Settings().node_modules_cache, lambda: subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True,
+            stdout=subprocess.DEVNULL,
+        ))
     return FRONTEND / "node_modules"
 
 
@@ -224,6 +229,87 @@ def test_a_changed_lock_is_not_taken_for_installed(tmp_path: Path) -> None:
     assert install_state(frontend) is None
     hidden.unlink()
     assert install_state(frontend) is None
+
+
+def npm_folder(root: Path, version: str) -> Path:
+    """A folder whose lockfile pins package `a` at `version` (nothing is installed yet)."""
+    folder = root / "site"
+    folder.mkdir(parents=True)
+    (folder / "package.json").write_text(json.dumps({"dependencies": {"a": "^1.0.0"}}))
+    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"a": "^1.0.0"}},
+                                               "node_modules/a": {"version": version}}}
+    (folder / "package-lock.json").write_text(json.dumps(lock))
+    return folder
+
+
+class FakeInstall:
+    """Stands in for npm: installs what the folder's lockfile pins, counting its runs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.runs = folder, 0
+
+    def __call__(self) -> None:
+        self.runs += 1
+        modules = self.folder / "node_modules"
+        shutil.rmtree(modules, ignore_errors=True)
+        lock = json.loads((self.folder / "package-lock.json").read_text())
+        installed = {key: entry for key, entry in lock["packages"].items() if key}
+        (modules / "a" / "bin").mkdir(parents=True)
+        (modules / "a" / "index.js").write_text(f"// a {installed['node_modules/a']['version']}")
+        (modules / ".bin").mkdir()
+        (modules / ".bin" / "a").symlink_to("../a/bin")
+        (modules / ".cache").mkdir()  # the build's own cache: not the install's
+        (modules / ".package-lock.json").write_text(
+            json.dumps({"lockfileVersion": 3, "packages": installed}))
+
+
+def test_a_new_checkout_copies_node_modules_from_the_cache_instead_of_installing(
+    toolchain: None, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = npm_folder(tmp_path / "one", "1.0.0")
+    install = FakeInstall(first)
+    assert provide_node_modules(first, cache, install) is None
+    assert install.runs == 1
+    [entry] = cache.iterdir()
+    assert not (entry / ".cache").exists() and (entry / "a" / "index.js").is_file()
+
+    second = npm_folder(tmp_path / "two", "1.0.0")
+    other = FakeInstall(second)
+    reason = provide_node_modules(second, cache, other)
+    assert other.runs == 0
+    assert reason is not None and reason.startswith(f"node_modules copied from {entry}")
+    copied = second / "node_modules"
+    assert (copied / "a" / "index.js").read_text() == "// a 1.0.0"
+    assert os.readlink(copied / ".bin" / "a") == "../a/bin"  # links stay links, relative
+    assert provide_node_modules(second, cache, other) == install_state(second)  # kept as is
+
+
+def test_a_changed_lockfile_installs_again_and_the_cache_keeps_the_newest_two(
+    toolchain: None, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    for number, version in enumerate(("1.0.0", "1.0.1", "1.0.2")):
+        folder = npm_folder(tmp_path / str(number), version)
+        install = FakeInstall(folder)
+        provide_node_modules(folder, cache, install)
+        assert install.runs == 1, version  # another lockfile: nothing in the cache fits
+    kept = sorted((entry / "a" / "index.js").read_text() for entry in cache.iterdir())
+    assert kept == ["// a 1.0.1", "// a 1.0.2"]
+
+
+def test_a_cached_copy_that_does_not_match_the_lockfile_is_installed_over(
+    toolchain: None, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    provide_node_modules(npm_folder(tmp_path / "one", "1.0.0"), cache,
+                         FakeInstall(tmp_path / "one" / "site"))
+    [entry] = cache.iterdir()
+    (entry / ".package-lock.json").write_text("{}")  # a cache entry someone edited
+    folder = npm_folder(tmp_path / "two", "1.0.0")
+    install = FakeInstall(folder)
+    assert provide_node_modules(folder, cache, install) is None
+    assert install.runs == 1 and install_state(folder) is not None
 
 
 def sitemap_doc_routes(site: Path) -> set[str]:

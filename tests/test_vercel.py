@@ -30,9 +30,9 @@ from sqlalchemy import text
 from conftest import ROOT, same_through_both_doors, unavailable
 from pipeline import cli
 from pipeline.operations import build_frontend
-from pipeline.operations.build_frontend import npm_folder_lock
+from pipeline.operations.build_frontend import npm_folder_lock, provide_node_modules
 from pipeline.targets.vercel import CLI_DIR, CLI_INSTALL
-from textbook_api.config import get_settings
+from textbook_api.config import Settings, get_settings
 from textbook_api.db import build_engine
 
 # The tests that start the real CLI (a Node start-up of ~1 CPU-s per call, 34 CPU-s a session)
@@ -45,10 +45,9 @@ VERCEL = CLI_DIR / "node_modules" / ".bin" / "vercel"
 def require_cli() -> None:
     if shutil.which("npm") is None:
         unavailable("npm not on PATH: install Node.js 20 and npm")
-    with npm_folder_lock(CLI_DIR) as installed:
-        if installed is None:
-            subprocess.run(["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True,
-                           stdout=subprocess.DEVNULL)
+    with npm_folder_lock(CLI_DIR):
+        provide_node_modules(CLI_DIR, Settings().node_modules_cache, lambda: subprocess.run(
+            ["npm", *CLI_INSTALL], cwd=CLI_DIR, check=True, stdout=subprocess.DEVNULL))
 
 
 @dataclass

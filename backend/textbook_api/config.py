@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # Where build-frontend writes the site and deploy-frontend --prebuilt reads it; None:
     # <frontend_dir>/build. Runs that share a checkout at once (the e2e sessions) keep apart.
     frontend_build_dir: Path | None = None
+    # Installed node_modules kept per lockfile for the next checkout (build-frontend, the Vercel
+    # CLI); None: <xdg_cache_home>/textbook/node_modules.
+    node_modules_cache_dir: Path | None = None
+    # The user's cache folder (the XDG base directory convention).
+    xdg_cache_home: Path = Field(default_factory=lambda: Path.home() / ".cache")
     # The port `python -m textbook_api` (the container image's command) listens on.
     port: int = Field(8000, ge=1, le=65535)
     # build-image: the registry (host[:port][/namespace]) and repository name its tags go to,
@@ -142,6 +147,13 @@ class Settings(BaseSettings):
         if self.frontend_build_dir is not None:
             return self.frontend_build_dir
         return self.frontend_dir / "build"
+
+    @property
+    def node_modules_cache(self) -> Path:
+        """The folder of cached node_modules: `NODE_MODULES_CACHE_DIR`, or the user's cache."""
+        if self.node_modules_cache_dir is not None:
+            return self.node_modules_cache_dir
+        return self.xdg_cache_home / "textbook" / "node_modules"
 
     @property
     def qdrant_local_path(self) -> Path:

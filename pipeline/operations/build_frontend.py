@@ -2,7 +2,8 @@
 
 The environment's public settings (site URL, API base URL) come from the `[frontend.<env>]`
 tables of the committed `deploy.toml`; they reach Docusaurus as SITE_URL, TEXTBOOK_API_URL and
-SITE_ENVIRONMENT. `npm ci` is skipped when node_modules already matches package-lock.json.
+SITE_ENVIRONMENT. `npm ci` is skipped when node_modules already matches package-lock.json, or
+replaced by a copy from the machine's cache (`provide_node_modules`).
 Docusaurus builds into FRONTEND_BUILD_DIR (default `<FRONTEND_DIR>/build`; broken links and
 broken Markdown links throw); a build or validation failure removes that tree, so no half-built
 site is left looking done. Runs sharing a checkout build one at a time (the npm folder's lock),
@@ -23,14 +24,17 @@ its own digest), so a deployed copy can be checked against the recorded build.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
 import subprocess  # nosec B404: runs node and npm, resolved on PATH at plan time, no shell
+import sys
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -235,18 +239,62 @@ def install_state(frontend: Path) -> str | None:
 
 NPM_FOLDER_LOCK = ".install.lock"
 NPM_FOLDER_WAIT_SECONDS = 600  # for another run's `npm ci` or build in the same folder
+NODE_MODULES_KEPT = 2  # cached node_modules per npm folder: the most recently used lockfiles'
 
 
 @contextmanager
-def npm_folder_lock(folder: Path) -> Iterator[str | None]:
-    """Hold the lock of an npm folder; yields why installing can be skipped (`install_state`).
+def npm_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock of an npm folder.
 
     Runs that share a checkout (nox sessions in parallel, two deploys) install one at a time,
     and the second finds the first's node_modules instead of replacing it under its build;
     build-frontend holds it through its build too (Docusaurus writes inside the folder).
     """
     with file_lock(folder / NPM_FOLDER_LOCK, "npm-folder", NPM_FOLDER_WAIT_SECONDS):
-        yield install_state(folder)
+        yield
+
+
+def provide_node_modules(folder: Path, cache: Path, install: Callable[[], None]) -> str | None:
+    """Make folder/node_modules match its lockfile (the caller holds `npm_folder_lock`).
+
+    Kept when it matches; else copied from the machine's cache (NODE_MODULES_CACHE_DIR), where
+    each lockfile's install is kept per Node.js version and platform; else installed by
+    `install()` and then copied into the cache, so the next checkout copies instead of
+    installing (npm ci of the site: ~50 CPU-s; the copy: ~5). Returns why `install` did not
+    run, or None when it ran.
+    """
+    if (reason := install_state(folder)) is not None:
+        return reason
+    digest = hashlib.sha256((folder / "package-lock.json").read_bytes())
+    digest.update(f"{find_toolchain().node_version} {sys.platform} {platform.machine()}".encode())
+    entry = cache / f"{folder.name}-{digest.hexdigest()[:16]}"
+    if entry.is_dir() and _copy_tree(entry, folder / "node_modules"):
+        if (reason := install_state(folder)) is not None:
+            os.utime(entry)  # the most recently used are kept
+            return f"node_modules copied from {entry} ({reason})"
+    install()
+    if not entry.exists() and _copy_tree(folder / "node_modules", entry, skip=".cache"):
+        kept = sorted(cache.glob(f"{folder.name}-*"), key=lambda path: path.stat().st_mtime)
+        for stale in kept[:-NODE_MODULES_KEPT]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return None
+
+
+def _copy_tree(source: Path, target: Path, skip: str = "") -> bool:
+    """Replace target by a copy of source, made beside it and renamed into place, so that a copy
+    cut short is never found under the target's name; False if it could not be made."""
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, staging, symlinks=True,
+                        ignore=lambda folder, names: [skip] if folder == str(source) else [])
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    return True
 
 
 def _npm_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -357,14 +405,16 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
             run.console.print(f"    {source} -> /{candidates[0].removesuffix('/index.html')}")
 
     def install(run: Run) -> None:
-        reason = run.resources.enter_context(npm_folder_lock(frontend))  # through the build
+        def npm_ci() -> None:
+            code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
+                                 _npm_env())
+            if code != 0:
+                raise OperationFailed(f"npm ci exited {code}: {' / '.join(lines[-3:])}")
+
+        run.resources.enter_context(npm_folder_lock(frontend))  # through the build
+        reason = provide_node_modules(frontend, settings.node_modules_cache, npm_ci)
         if reason is not None:
             run.console.print(f"    skipped: {reason}")
-            return
-        code, lines = stream(run, [tools.npm, "ci", "--no-audit", "--no-fund"], frontend,
-                             _npm_env())
-        if code != 0:
-            raise OperationFailed(f"npm ci exited {code}: {' / '.join(lines[-3:])}")
 
     def remove_output() -> None:
         shutil.rmtree(output, ignore_errors=True)
@@ -443,7 +493,8 @@ def plan(settings: Settings, options: Mapping[str, OptionValue]) -> Plan:
         Step("check-docs", f"{len(pages)} docs in {docs_dir} -> /{DOCS_ROUTE}/...", check_docs),
         Step("install", f"flock {frontend / NPM_FOLDER_LOCK} (held through the build); cd"
              f" {frontend} && npm ci --no-audit --no-fund (skipped when node_modules matches"
-             " package-lock.json)", install),
+             f" package-lock.json; a copy from {settings.node_modules_cache} when it holds one)",
+             install),
         Step("build", f"cd {frontend} && {assignments} npm run build -- --out-dir {out_dir}",
              build),
         Step("validate", f"{output}: index.html, {len(pages)} doc pages,"

@@ -33,7 +33,12 @@ import httpx
 from pipeline.core import OptionValue, Run, Step, composed
 from pipeline.deploy_config import DEPLOY_CONFIG
 from pipeline.errors import OperationFailed, UsageError
-from pipeline.operations.build_frontend import BUILD_INFO, npm_folder_lock, select_profile
+from pipeline.operations.build_frontend import (
+    BUILD_INFO,
+    npm_folder_lock,
+    provide_node_modules,
+    select_profile,
+)
 from pipeline.targets.base import Target
 from textbook_api.config import Settings
 
@@ -137,24 +142,28 @@ class VercelTarget(Target):
         return result.stdout
 
     def _install_step(self) -> Step:
-        def install(run: Run) -> None:
-            with npm_folder_lock(CLI_DIR) as reason:
-                if reason is not None:
-                    run.console.print(f"    skipped: {reason}")
-                    return
-                npm = shutil.which("npm")
-                if npm is None:
-                    raise UsageError("npm is not on PATH: it installs the Vercel CLI")
-                result = subprocess.run(  # nosec B603: npm from PATH, fixed arguments
-                    [npm, *CLI_INSTALL], cwd=CLI_DIR, capture_output=True,
-                    text=True, check=False, stdin=subprocess.DEVNULL,
-                )
+        def npm_install() -> None:
+            npm = shutil.which("npm")
+            if npm is None:
+                raise UsageError("npm is not on PATH: it installs the Vercel CLI")
+            result = subprocess.run(  # nosec B603: npm from PATH, fixed arguments
+                [npm, *CLI_INSTALL], cwd=CLI_DIR, capture_output=True,
+                text=True, check=False, stdin=subprocess.DEVNULL,
+            )
             if result.returncode != 0:
                 raise OperationFailed(f"npm install in {CLI_DIR} exited {result.returncode}:"
                                       f" {result.stderr.strip()[-500:]}")
 
+        def install(run: Run) -> None:
+            with npm_folder_lock(CLI_DIR):
+                reason = provide_node_modules(CLI_DIR, self.settings.node_modules_cache,
+                                              npm_install)
+            if reason is not None:
+                run.console.print(f"    skipped: {reason}")
+
         return Step("install-cli", f"cd {CLI_DIR.relative_to(ROOT)} && npm {' '.join(CLI_INSTALL)}"
-                    " (skipped when node_modules matches package-lock.json)", install)
+                    " (skipped when node_modules matches package-lock.json; a copy from"
+                    f" {self.settings.node_modules_cache} when it holds one)", install)
 
     # Checking what a URL serves.
 
