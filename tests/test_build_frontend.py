@@ -274,6 +274,7 @@ def test_a_new_checkout_copies_node_modules_from_the_cache_instead_of_installing
     [entry] = cache.iterdir()
     assert not (entry / ".cache").exists() and (entry / "a" / "index.js").is_file()
 
+    os.utime(entry / ".package-lock.json", (1, 1))  # cached long before this checkout
     second = npm_folder(tmp_path / "two", "1.0.0")
     other = FakeInstall(second)
     reason = provide_node_modules(second, cache, other)
@@ -281,6 +282,9 @@ def test_a_new_checkout_copies_node_modules_from_the_cache_instead_of_installing
     assert reason is not None and reason.startswith(f"node_modules copied from {entry}")
     copied = second / "node_modules"
     assert (copied / "a" / "index.js").read_text() == "// a 1.0.0"
+    # as after an install: not older than the lockfile (the frontend session's check)
+    lock_time = (second / "package-lock.json").stat().st_mtime
+    assert (copied / ".package-lock.json").stat().st_mtime >= lock_time
     assert os.readlink(copied / ".bin" / "a") == "../a/bin"  # links stay links, relative
     assert provide_node_modules(second, cache, other) == install_state(second)  # kept as is
 

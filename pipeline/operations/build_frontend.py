@@ -287,7 +287,10 @@ def _copy_tree(source: Path, target: Path, skip: str = "") -> bool:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, staging, symlinks=True,
+        # Files get the copy's time, as an install would leave them: checks that take
+        # node_modules/.package-lock.json older than package-lock.json for stale (the frontend
+        # session's) must not take a copy made from an older checkout for one.
+        shutil.copytree(source, staging, symlinks=True, copy_function=shutil.copy,
                         ignore=lambda folder, names: [skip] if folder == str(source) else [])
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
