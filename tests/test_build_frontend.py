@@ -316,6 +316,17 @@ def test_a_cached_copy_that_does_not_match_the_lockfile_is_installed_over(
     assert install.runs == 1 and install_state(folder) is not None
 
 
+def test_a_cache_that_cannot_be_written_never_fails_the_install(
+    toolchain: None, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder would be")
+    folder = npm_folder(tmp_path, "1.0.0")
+    install = FakeInstall(folder)
+    assert provide_node_modules(folder, cache, install) is None
+    assert install.runs == 1 and install_state(folder) is not None
+
+
 def sitemap_doc_routes(site: Path) -> set[str]:
     """The doc routes the build emitted, as its sitemap lists them (no trailing slash)."""
     tree = ElementTree.parse(site / "sitemap.xml")  # nosec B314: our own build's output
