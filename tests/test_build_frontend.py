@@ -276,8 +276,11 @@ def test_a_new_checkout_copies_node_modules_from_the_cache_instead_of_installing
 
     os.utime(entry / ".package-lock.json", (1, 1))  # cached long before this checkout
     second = npm_folder(tmp_path / "two", "1.0.0")
+    killed = second / ".node_modules.99999.tmp"  # a copy cut short by a kill
+    (killed / "a").mkdir(parents=True)
     other = FakeInstall(second)
     reason = provide_node_modules(second, cache, other)
+    assert not killed.exists()
     assert other.runs == 0
     assert reason is not None and reason.startswith(f"node_modules copied from {entry}")
     copied = second / "node_modules"

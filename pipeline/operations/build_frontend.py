@@ -265,6 +265,8 @@ def provide_node_modules(folder: Path, cache: Path, install: Callable[[], None])
     """
     if (reason := install_state(folder)) is not None:
         return reason
+    for unfinished in folder.glob(".node_modules.*.tmp"):  # of a run killed while copying
+        shutil.rmtree(unfinished, ignore_errors=True)
     digest = hashlib.sha256((folder / "package-lock.json").read_bytes())
     digest.update(f"{find_toolchain().node_version} {sys.platform} {platform.machine()}".encode())
     entry = cache / f"{folder.name}-{digest.hexdigest()[:16]}"
