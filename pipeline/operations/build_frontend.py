@@ -265,27 +265,33 @@ def provide_node_modules(folder: Path, cache: Path, install: Callable[[], None])
     """
     if (reason := install_state(folder)) is not None:
         return reason
-    for unfinished in folder.glob(".node_modules.*.tmp"):  # of a run killed while copying
+    modules = folder / "node_modules"
+    for unfinished in folder.glob(_staging(modules, "*").name):  # a run killed while copying
         shutil.rmtree(unfinished, ignore_errors=True)
     digest = hashlib.sha256((folder / "package-lock.json").read_bytes())
     digest.update(f"{find_toolchain().node_version} {sys.platform} {platform.machine()}".encode())
     entry = cache / f"{folder.name}-{digest.hexdigest()[:16]}"
-    if entry.is_dir() and _copy_tree(entry, folder / "node_modules"):
+    if entry.is_dir() and _copy_tree(entry, modules):
         if (reason := install_state(folder)) is not None:
             os.utime(entry)  # the most recently used are kept
             return f"node_modules copied from {entry} ({reason})"
     install()
-    if not entry.exists() and _copy_tree(folder / "node_modules", entry, skip=".cache"):
+    if not entry.exists() and _copy_tree(modules, entry, skip=".cache"):
         kept = sorted(cache.glob(f"{folder.name}-*"), key=lambda path: path.stat().st_mtime)
         for stale in kept[:-NODE_MODULES_KEPT]:
             shutil.rmtree(stale, ignore_errors=True)
     return None
 
 
+def _staging(target: Path, run: str) -> Path:
+    """Where a run's copy to `target` is made before it is renamed into place."""
+    return target.with_name(f".{target.name}.{run}.tmp")
+
+
 def _copy_tree(source: Path, target: Path, skip: str = "") -> bool:
     """Replace target by a copy of source, made beside it and renamed into place, so that a copy
     cut short is never found under the target's name; False if it could not be made."""
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    staging = _staging(target, str(os.getpid()))
     shutil.rmtree(staging, ignore_errors=True)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
