@@ -49,10 +49,12 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-# Four at a time on two cores: the test sessions wait on subprocesses, servers and the network
-# much of their time. The few that cannot share the machine or the checkout opt out
-# (allow_parallel=False) and run alone.
-PARALLEL_SESSIONS = 4
+# Three at a time on two cores: the test sessions wait on subprocesses, servers and the network
+# part of their time, but every process more side by side costs the others CPU (caches): on a
+# 2-core machine the test command took 17.7 min (1,794 CPU-s) four at a time, 14.3 (1,257) two
+# and 12.6 (1,234) three at a time (README, "How long"). The few that cannot share the machine
+# or the checkout opt out (allow_parallel=False) and run alone.
+PARALLEL_SESSIONS = 3
 nox.options.parallel = PARALLEL_SESSIONS
 nox.options.allow_parallel = True
 # Environments are installed without bytecode and Python writes it as modules are first imported:
