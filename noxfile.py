@@ -22,6 +22,15 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 # (the code has no version branches). The others run the same tests unmeasured.
 MEASURED_PYTHON = PYTHONS[-1]
 DATABASES = ["sqlite", "postgres"]
+# The test matrix: every interpreter on SQLite, PostgreSQL on the measured one (as Django's CI
+# runs its other databases on one Python). What depends on the interpreter is the Python code,
+# which the SQLite cells run on each; what depends on the database is SQL, which the same code
+# sends from any interpreter (and mypy checks every branch against the oldest Python). The
+# measured sessions come first: they hold the integration tests, the longest of a parallel run,
+# which must not wait for a free slot behind the others.
+TEST_MATRIX = [(MEASURED_PYTHON, database) for database in DATABASES] + [
+    (python, "sqlite") for python in PYTHONS if python != MEASURED_PYTHON
+]
 PYTHON_SOURCES = [
     "backend", "pipeline", "tests", "bench", "perf", "noxfile.py", "tasks.py", "conftest.py",
     "tools/base_images.py", "tools/mutation", ".ci/failed_sessions.py",
@@ -106,17 +115,16 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs, env={"MYPY_CACHE_DIR": cache})
 
 
-# The measured sessions first in the queue: they hold the integration tests, the longest of a
-# parallel run, which must not wait for a free slot behind the others.
-@nox.session(python=[MEASURED_PYTHON, *(python for python in PYTHONS if python != MEASURED_PYTHON)])
-@nox.parametrize("database", DATABASES)
+@nox.session
+@nox.parametrize("python,database", TEST_MATRIX)
 def tests(session: nox.Session, database: str) -> None:
     """pytest against SQLite or PostgreSQL (TEST_POSTGRES_URL); coverage on MEASURED_PYTHON.
 
-    The integration tests (real builds, release processes, both doors as subprocesses) run on
-    MEASURED_PYTHON only, the other interpreters run the rest without coverage (README, "nox
-    sessions", says why). PostgreSQL sessions run only the tests that use the session's
-    database (conftest.py): the others would repeat the SQLite session's work exactly.
+    TEST_MATRIX: every interpreter on SQLite, PostgreSQL on MEASURED_PYTHON. The integration
+    tests (real builds, release processes, both doors as subprocesses) run on MEASURED_PYTHON
+    only, the other interpreters run the rest without coverage (README, "nox sessions", says
+    why). The PostgreSQL session runs only the tests that use the session's database
+    (conftest.py): the others would repeat the SQLite session's work exactly.
     """
     sync(session, "test")
     name = f"{session.python}-{database}"

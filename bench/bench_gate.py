@@ -1,7 +1,8 @@
 """How much the nox gate costs on top of the tools it runs, and what the uv backend saves.
 
-(a) warm `nox -s lint typecheck tests-3.11(database='sqlite')`, venvs reused, divided by the same
-    flake8 / mypy / pytest commands run directly in the ready project venv (goal <= 1.2);
+(a) warm `nox -s lint typecheck tests(python='3.11', database='sqlite')`, venvs reused, divided
+    by the same flake8 / mypy / pytest commands run directly in the ready project venv
+    (goal <= 1.2);
 (b) cold `nox -s lint typecheck` with the uv backend divided by the virtualenv backend, each in
     a fresh --envdir (goal <= 0.33).
 
@@ -19,7 +20,7 @@ import tempfile
 import time
 
 from prerequisites import BOOTSTRAP, ROOT, SYNC_ALL, command, module, require
-TESTS_SESSION = "tests-3.11(database='sqlite')"
+TESTS_SESSION = "tests(python='3.11', database='sqlite')"
 NOX_SOURCES = ["backend", "pipeline", "tests", "bench", "noxfile.py", "tasks.py", "conftest.py"]
 
 
