@@ -222,6 +222,7 @@ def layers(ref: str) -> list[str]:
 # --------------------------------------------------------------------------- bad input, fast
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("door", ["script", "invoke"])
 def test_no_engine_exits_2_naming_what_to_install(door: str, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"  # PATH with git and the shell's helpers, but no engine
@@ -237,6 +238,7 @@ def test_no_engine_exits_2_naming_what_to_install(door: str, tmp_path: Path) -> 
     assert "plan" not in result.out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("daemon_answers", "engine"), [(True, "docker"), (False, "podman")])
 def test_docker_is_used_only_when_its_daemon_answers(daemon_answers: bool, engine: str,
                                                      tmp_path: Path) -> None:
@@ -257,6 +259,7 @@ def test_docker_is_used_only_when_its_daemon_answers(daemon_answers: bool, engin
     assert ("--isolation chroot" in result.out) is (engine == "podman")
 
 
+@pytest.mark.integration
 def test_push_without_a_registry_is_a_usage_error(tmp_path: Path) -> None:
     if shutil.which("podman") is None:
         pytest.skip(f"needs podman: {INSTALL}")
@@ -265,6 +268,7 @@ def test_push_without_a_registry_is_a_usage_error(tmp_path: Path) -> None:
     assert "--push needs IMAGE_REGISTRY" in result.err
 
 
+@pytest.mark.integration
 def test_the_dry_run_names_every_step_and_no_secret(tmp_path: Path) -> None:
     if shutil.which("podman") is None:
         pytest.skip(f"needs podman: {INSTALL}")

@@ -36,8 +36,9 @@ from textbook_api import migrate
 from textbook_api.config import get_settings
 from textbook_api.db import build_engine
 
-# Under pytest-xdist one worker runs this module: it installs helm and assembles the chart once.
-pytestmark = pytest.mark.xdist_group("helm")
+# Integration: every test drives the real helm and kubectl (against a fake cluster API). Under
+# pytest-xdist one worker runs this module: it installs helm and assembles the chart once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("helm")]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret
 DIGEST = "sha256:" + "ab" * 32

@@ -347,6 +347,7 @@ def installed(layout: Layout, tag: str) -> Release:
     return release
 
 
+@pytest.mark.integration
 def test_a_release_starts_privately_passes_its_gate_is_switched_in_and_drains(
     layout: Layout, shared: socket.socket, release_env: dict[str, str],
 ) -> None:

@@ -293,6 +293,7 @@ def test_cohere_without_a_key_exits_2(
 # --------------------------------------------------------------------------- doors
 
 
+@pytest.mark.integration
 @pytest.mark.database_independent
 @pytest.mark.parametrize("door", ["script", "invoke"])
 def test_each_door_indexes(door: str, tmp_path: Path, docs: Path) -> None:
@@ -379,6 +380,7 @@ def test_a_broken_index_still_fails_validation_with_cached_heading_vectors(
     assert "is below the threshold" in err
 
 
+@pytest.mark.integration
 def test_on_a_terminal_the_progress_is_drawn_by_rich(tmp_path: Path, docs: Path) -> None:
     env = door_env({"DATA_DIR": str(tmp_path / "data"),
                     "DATABASE_URL": f"sqlite:///{tmp_path}/data/textbook.db",

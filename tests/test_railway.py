@@ -280,6 +280,7 @@ def test_without_image_the_plan_builds_and_pushes_this_commits_image_first(
     assert "source image the pushed build (by digest)" in plan
 
 
+@pytest.mark.integration
 def test_both_doors_print_the_same_plan_with_the_token_masked(
     railway_env: dict[str, str],
 ) -> None:

@@ -74,6 +74,7 @@ def test_status_of_an_unknown_job_fails_and_bad_ids_are_usage_errors(
     assert cli.main(["status", "--limit", "0"]) == 2
 
 
+@pytest.mark.integration
 def test_a_canary_secret_appears_nowhere(
     settings_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +113,7 @@ def test_a_canary_secret_appears_nowhere(
     assert CANARY not in everything
 
 
+@pytest.mark.integration
 def test_sigterm_cancels_the_run_records_it_and_releases_the_lock(
     settings_env: dict[str, str], tmp_path: Path
 ) -> None:

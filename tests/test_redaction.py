@@ -94,6 +94,7 @@ def _environ_without_settings() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
 
 
+@pytest.mark.integration
 def test_secrets_in_dotenv_are_masked_in_output_logs_records_and_the_api(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, clean_environ: None,
 ) -> None:

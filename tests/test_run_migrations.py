@@ -201,6 +201,7 @@ def test_conflicting_options_are_usage_errors(
     assert migrate(*args) == 2
 
 
+@pytest.mark.integration
 def test_unknown_option_exits_2_with_usage(tmp_path: Path) -> None:
     result = subprocess.run(
         door_command("script", "run-migrations", "--bogus"),
@@ -250,6 +251,7 @@ def _wait_for_lock_holder(url: str, lock_file: Path | None, deadline: float) -> 
     raise AssertionError("the first run never took the lock")
 
 
+@pytest.mark.integration
 def test_a_concurrent_run_exits_3_naming_the_holder(
     settings_env: dict[str, str], tmp_path: Path
 ) -> None:

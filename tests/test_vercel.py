@@ -457,6 +457,7 @@ def test_a_refused_token_exits_1_with_vercels_message_and_the_token_masked(
     assert vercel.deployments == {} and all(p.startswith("GET") for p in vercel.paths())
 
 
+@pytest.mark.integration
 def test_both_doors_print_the_same_plan_with_the_token_masked(
     vercel_env: dict[str, str],
 ) -> None:
