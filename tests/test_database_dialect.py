@@ -49,6 +49,8 @@ def node_ids(result: subprocess.CompletedProcess[str], path: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith(f"{path}::")]
 
 
+# Under pytest-xdist the two tests share one worker, so its two collections run once, not on each.
+@pytest.mark.xdist_group("collected")
 def test_a_postgres_session_leaves_out_the_database_independent_tests(
     collected: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -59,6 +61,7 @@ def test_a_postgres_session_leaves_out_the_database_independent_tests(
     assert deselected and int(deselected.group(1)) == len(independent) + 2  # + this file's two
 
 
+@pytest.mark.xdist_group("collected")
 def test_a_postgres_session_runs_only_the_tests_that_use_its_database(
     collected: dict[str, subprocess.CompletedProcess[str]],
 ) -> None:
