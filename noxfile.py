@@ -121,15 +121,15 @@ def tests(session: nox.Session, database: str) -> None:
     """pytest against SQLite or PostgreSQL (TEST_POSTGRES_URL); coverage on MEASURED_PYTHON.
 
     TEST_MATRIX: every interpreter on SQLite, PostgreSQL on MEASURED_PYTHON. The integration
-    tests (real builds, release processes, both doors as subprocesses) run on MEASURED_PYTHON
-    only, the other interpreters run the rest without coverage (README, "nox sessions", says
-    why). The PostgreSQL session runs only the tests that use the session's database
+    tests (real builds, release processes, both doors as subprocesses) and the API fuzz run on
+    MEASURED_PYTHON only, the other interpreters run the rest without coverage (README, "nox
+    sessions", says why). The PostgreSQL session runs only the tests that use the session's database
     (conftest.py): the others would repeat the SQLite session's work exactly.
     """
     sync(session, "test")
     name = f"{session.python}-{database}"
     measured = session.python == MEASURED_PYTHON
-    scope = [] if measured else ["-m", "not integration"]
+    scope = [] if measured else ["-m", "not integration and not fuzz"]
     # pytest.ini's 85 % floor is the whole suite's, held where all of it runs (SQLite); the
     # PostgreSQL session runs the database tests only, with 72 %.
     coverage = ([f"--cov-report=xml:var/coverage/coverage-{name}.xml"]
