@@ -137,15 +137,13 @@ def tests(session: nox.Session, database: str) -> None:
                 if measured else ["--no-cov"])
     # The measured SQLite session holds every integration test (the image builds, the Vercel
     # CLI, the deployed stacks) and is the longest of a parallel nox run: it gets one
-    # pytest-xdist worker per core and one more, as its tests wait on subprocesses and servers
-    # part of their time (`xdist_group` marks keep a module's shared fixtures -- a site build, an
-    # image, a deployed stack -- on one worker, so each is made once). The others run in one
-    # process: nox already runs sessions side by side, and a worker costs its start-up and its
-    # collection again (3.13 PostgreSQL: 128 CPU-s in one process, 157 with a worker per core).
-    # `-- --numprocesses=N` overrides.
-    workers = (os.cpu_count() or 1) + 1
-    parallel = [f"--numprocesses={workers}", "--dist=loadgroup"] \
-        if measured and database == "sqlite" else []
+    # pytest-xdist worker per core (`xdist_group` marks keep a module's shared fixtures -- a site
+    # build, an image, a deployed stack -- on one worker, so each is made once). The others run
+    # in one process: nox already runs sessions side by side, and a worker costs its start-up and
+    # its collection again (3.13 PostgreSQL: 128 CPU-s in one process, 157 with a worker per
+    # core). `-- --numprocesses=N` overrides.
+    parallel = ["--numprocesses=auto", "--dist=loadgroup"] if measured and database == "sqlite" \
+        else []
     env = {"TEST_DATABASE": database, "COVERAGE_FILE": f"var/coverage/.coverage.{name}",
            "COVERAGE_CORE": "sysmon"}
     session.run("pytest", *coverage, *parallel, *scope, *session.posargs, env=env)
