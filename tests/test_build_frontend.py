@@ -305,6 +305,23 @@ def test_a_changed_lockfile_installs_again_and_the_cache_keeps_the_newest_two(
     assert kept == ["// a 1.0.1", "// a 1.0.2"]
 
 
+def test_a_save_to_the_cache_cut_short_is_removed_and_one_under_way_is_kept(
+    toolchain: None, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed = cache / f".site-0123456789abcdef.{ended.pid}.tmp"
+    under_way = cache / f".site-fedcba9876543210.{os.getppid()}.tmp"  # a live run's
+    for staging in (killed, under_way):
+        (staging / "a").mkdir(parents=True)
+    folder = npm_folder(tmp_path, "1.0.0")
+    provide_node_modules(folder, cache, FakeInstall(folder))
+    assert not killed.exists()
+    assert (under_way / "a").is_dir()
+    assert len([entry for entry in cache.iterdir() if not entry.name.startswith(".")]) == 1
+
+
 def test_a_cached_copy_that_does_not_match_the_lockfile_is_installed_over(
     toolchain: None, tmp_path: Path
 ) -> None:

@@ -271,6 +271,7 @@ def provide_node_modules(folder: Path, cache: Path, install: Callable[[], None])
     digest = hashlib.sha256((folder / "package-lock.json").read_bytes())
     digest.update(f"{find_toolchain().node_version} {sys.platform} {platform.machine()}".encode())
     entry = cache / f"{folder.name}-{digest.hexdigest()[:16]}"
+    _remove_abandoned_copies(cache)
     if entry.is_dir() and _copy_tree(entry, modules):
         if (reason := install_state(folder)) is not None:
             os.utime(entry)  # the most recently used are kept
@@ -286,6 +287,26 @@ def provide_node_modules(folder: Path, cache: Path, install: Callable[[], None])
 def _staging(target: Path, run: str) -> Path:
     """Where a run's copy to `target` is made before it is renamed into place."""
     return target.with_name(f".{target.name}.{run}.tmp")
+
+
+def _remove_abandoned_copies(cache: Path) -> None:
+    """Remove the cache's copies in the making whose run is gone (killed while saving): the
+    cache is the machine's, so another checkout's run may be saving into it now and its copy
+    stays; a copy of node_modules is hundreds of MB that nothing else would remove."""
+    for staging in cache.glob(_staging(cache / "*", "*").name):
+        pid = staging.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _copy_tree(source: Path, target: Path, skip: str = "") -> bool:
