@@ -142,7 +142,8 @@ def tests(session: nox.Session, database: str) -> None:
     # in one process: nox already runs sessions side by side, and a worker costs its start-up and
     # its collection again (3.13 PostgreSQL: 128 CPU-s in one process, 157 with a worker per
     # core). One worker more than the cores, though its tests wait on subprocesses part of their
-    # time, made the test command slower (5.3 -> 5.7 min, 583 -> 636 CPU-s on 2 cores).
+    # time, gains nothing: the command is bound by the machine's CPU (2 cores: 5.7-5.9 min,
+    # 636-645 CPU-s in two runs against 5.3-5.9 min, 583-649 CPU-s in three with one per core).
     # `-- --numprocesses=N` overrides.
     parallel = ["--numprocesses=auto", "--dist=loadgroup"] if measured and database == "sqlite" \
         else []
