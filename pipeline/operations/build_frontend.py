@@ -293,20 +293,13 @@ def _remove_abandoned_copies(cache: Path) -> None:
     """Remove the cache's copies in the making whose run is gone (killed while saving): the
     cache is the machine's, so another checkout's run may be saving into it now and its copy
     stays; a copy of node_modules is hundreds of MB that nothing else would remove."""
+    # Here, not at the top: pipeline.local.server reaches this module back through the targets.
+    from pipeline.local.server import alive
+
     for staging in cache.glob(_staging(cache / "*", "*").name):
-        pid = staging.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _running(int(pid)):
+        run = staging.name.removesuffix(".tmp").rsplit(".", 1)[-1]  # _staging's `run`: a pid
+        if run.isdigit() and not alive(int(run)):
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _copy_tree(source: Path, target: Path, skip: str = "") -> bool:
